@@ -1,0 +1,317 @@
+//! The session task: connect, log in, run, and reconnect with backoff.
+
+use super::auth::md5_key;
+use super::backoff::Backoff;
+use super::config::AuthMethod;
+use super::pending::Routed;
+use super::{ActionError, ClientEvent, ServerInfo, Shared};
+use crate::codec::{AmiCodec, CodecError, Frame};
+use crate::message::Message;
+use futures::{SinkExt, StreamExt};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{sleep, timeout, Instant};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tracing::{debug, info, warn};
+
+type Reader = FramedRead<OwnedReadHalf, AmiCodec>;
+type Writer = FramedWrite<OwnedWriteHalf, AmiCodec>;
+
+/// Why a session attempt or a session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("connect failed: {0}")]
+    Connect(std::io::Error),
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    #[error("authentication failed: {0}")]
+    AuthFailed(String),
+    #[error("{0}")]
+    Codec(#[from] CodecError),
+    #[error("server closed the connection")]
+    Closed,
+    #[error("keepalive: no answer to Ping within {0:?}")]
+    Mute(Duration),
+    #[error("shut down")]
+    Shutdown,
+}
+
+/// Delivers events to the consumer without ever waiting for it.
+struct EventSink {
+    tx: mpsc::Sender<ClientEvent>,
+    lagged: u64,
+    name: String,
+}
+
+impl EventSink {
+    fn deliver(&mut self, shared: &Shared, ev: ClientEvent) {
+        if self.lagged > 0 {
+            match self.tx.try_send(ClientEvent::Lagged { dropped: self.lagged }) {
+                Ok(()) => {
+                    warn!(server = %self.name, dropped = self.lagged, "AMI event consumer lagged; events were dropped, resync advised");
+                    self.lagged = 0;
+                }
+                Err(_) => {
+                    self.drop_one(shared);
+                    return;
+                }
+            }
+        }
+        if self.tx.try_send(ev).is_err() {
+            self.drop_one(shared);
+        }
+    }
+
+    fn drop_one(&mut self, shared: &Shared) {
+        if self.lagged == 0 {
+            warn!(server = %self.name, "AMI event buffer full: dropping events until the consumer catches up");
+        }
+        self.lagged += 1;
+        shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Keeps one session alive until shutdown.
+pub(crate) async fn supervise(shared: Arc<Shared>, events: mpsc::Sender<ClientEvent>) {
+    let cfg = &shared.config;
+    let mut sink = EventSink { tx: events, lagged: 0, name: cfg.name.clone() };
+    let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
+    loop {
+        let result = tokio::select! {
+            r = session(&shared, &mut sink, &mut backoff) => r,
+            _ = shared.shutdown.cancelled() => Err(SessionError::Shutdown),
+        };
+        *shared.outbound.lock().expect("outbound lock") = None;
+        let was_connected = shared.info.send_replace(None).is_some();
+        shared.pending.fail_all(ActionError::Disconnected);
+        let err = match result {
+            Err(SessionError::Shutdown) => return,
+            Err(e) => e,
+            Ok(()) => SessionError::Closed,
+        };
+        let mut delay = backoff.next_delay();
+        if let SessionError::AuthFailed(_) = err {
+            shared.stats.login_failures.fetch_add(1, Ordering::Relaxed);
+            delay = delay.max(cfg.auth_retry);
+            warn!(server = %cfg.name, addr = %cfg.addr, user = %cfg.username, retry_in = ?delay, "AMI login refused: check username and secret");
+        } else {
+            warn!(server = %cfg.name, addr = %cfg.addr, error = %err, retry_in = ?delay, "AMI session ended");
+        }
+        if was_connected {
+            sink.deliver(&shared, ClientEvent::Disconnected { reason: err.to_string() });
+        }
+        tokio::select! {
+            _ = sleep(delay) => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One connection: connect, log in, then run until it breaks.
+async fn session(shared: &Arc<Shared>, sink: &mut EventSink, backoff: &mut Backoff) -> Result<(), SessionError> {
+    let cfg = &shared.config;
+    let stream = timeout(cfg.connect_timeout, TcpStream::connect(&cfg.addr))
+        .await
+        .map_err(|_| SessionError::Timeout("TCP connect"))?
+        .map_err(SessionError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut reader = FramedRead::new(r, AmiCodec::client());
+    let mut writer = FramedWrite::new(w, AmiCodec::client());
+
+    let mut early_events = Vec::new();
+    let info = timeout(cfg.connect_timeout * 3, login(shared, &mut reader, &mut writer, &mut early_events))
+        .await
+        .map_err(|_| SessionError::Timeout("login"))??;
+    backoff.reset();
+    shared.stats.connects.fetch_add(1, Ordering::Relaxed);
+    info!(server = %cfg.name, addr = %cfg.addr, asterisk = ?info.asterisk_version, ami = ?info.ami_version, "AMI connected");
+
+    let (out_tx, out_rx) = mpsc::channel::<Message>(4096);
+    *shared.outbound.lock().expect("outbound lock") = Some(out_tx.clone());
+    shared.info.send_replace(Some(info.clone()));
+    sink.deliver(shared, ClientEvent::Connected(info));
+    for ev in early_events {
+        sink.deliver(shared, ClientEvent::Event(ev));
+    }
+
+    let mut write_task = tokio::spawn(write_loop(writer, out_rx));
+    let result = run(shared, sink, &mut reader, &out_tx, &mut write_task).await;
+    if matches!(result, Err(SessionError::Shutdown)) {
+        // Best effort goodbye, so Asterisk logs a clean logoff rather than a dropped socket.
+        let _ = out_tx.try_send(Message::action("Logoff").with("ActionID", shared.next_action_id()));
+        drop(out_tx);
+        let _ = timeout(Duration::from_millis(200), &mut write_task).await;
+    }
+    write_task.abort();
+    result
+}
+
+async fn write_loop(mut writer: Writer, mut rx: mpsc::Receiver<Message>) -> Result<(), CodecError> {
+    while let Some(msg) = rx.recv().await {
+        writer.feed(&msg).await?;
+        // Pipelining: flush once per burst, not once per action.
+        while let Ok(more) = rx.try_recv() {
+            writer.feed(&more).await?;
+        }
+        writer.flush().await?;
+    }
+    Ok(())
+}
+
+/// The main loop of a logged-in session.
+async fn run(
+    shared: &Arc<Shared>,
+    sink: &mut EventSink,
+    reader: &mut Reader,
+    out: &mpsc::Sender<Message>,
+    write_task: &mut tokio::task::JoinHandle<Result<(), CodecError>>,
+) -> Result<(), SessionError> {
+    let cfg = &shared.config;
+    let mut ping_timer = tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
+    ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The outstanding keepalive: its ActionID and its deadline.
+    let mut ping: Option<(String, Instant)> = None;
+    loop {
+        let deadline = ping.as_ref().map(|(_, d)| *d);
+        tokio::select! {
+            frame = reader.next() => {
+                let Some(frame) = frame else { return Err(SessionError::Closed) };
+                match frame? {
+                    Ok(Frame::Message(msg)) => {
+                        if let Some((id, _)) = &ping {
+                            if msg.action_id() == Some(id.as_str()) {
+                                ping = None;
+                                continue;
+                            }
+                        }
+                        dispatch(shared, sink, msg);
+                    }
+                    Ok(Frame::Banner(b)) => debug!(server = %cfg.name, banner = %b, "unexpected second banner"),
+                    Err(bad) => {
+                        shared.stats.frames_rejected.fetch_add(1, Ordering::Relaxed);
+                        warn!(server = %cfg.name, error = %bad, "AMI message from Asterisk refused");
+                        if let Some(id) = bad.action_id() {
+                            shared.pending.fail(id, ActionError::Malformed { action: id.to_string(), detail: bad.to_string() });
+                        }
+                    }
+                }
+            }
+            _ = ping_timer.tick(), if ping.is_none() => {
+                let id = shared.next_action_id();
+                // A full writer queue means the socket is stuck: the deadline still applies.
+                let _ = out.try_send(Message::action("Ping").with("ActionID", id.clone()));
+                ping = Some((id, Instant::now() + cfg.ping_timeout));
+            }
+            _ = sleep_until_opt(deadline) => return Err(SessionError::Mute(cfg.ping_timeout)),
+            r = &mut *write_task => {
+                return match r {
+                    Ok(Err(e)) => Err(e.into()),
+                    _ => Err(SessionError::Closed),
+                };
+            }
+            _ = shared.shutdown.cancelled() => return Err(SessionError::Shutdown),
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn dispatch(shared: &Shared, sink: &mut EventSink, msg: Message) {
+    match shared.pending.route(msg, shared.config.max_list_items) {
+        Routed::Consumed => {}
+        Routed::Event(ev) => {
+            shared.stats.events_received.fetch_add(1, Ordering::Relaxed);
+            sink.deliver(shared, ClientEvent::Event(ev));
+        }
+        Routed::Stray(resp) => debug!(server = %shared.config.name, response = ?resp, "response nobody waits for (timed out?)"),
+    }
+}
+
+/// The login exchange, read step by step before the session is handed to the caller.
+/// Events that arrive meanwhile are kept and delivered after `Connected`.
+async fn login(
+    shared: &Shared,
+    reader: &mut Reader,
+    writer: &mut Writer,
+    early: &mut Vec<Message>,
+) -> Result<ServerInfo, SessionError> {
+    let cfg = &shared.config;
+    let banner_version = match reader.next().await {
+        Some(Ok(Ok(Frame::Banner(v)))) => v,
+        Some(Err(e)) => return Err(e.into()),
+        _ => return Err(SessionError::Closed),
+    };
+
+    let mut login = Message::action("Login").with("ActionID", shared.next_action_id()).with("Username", cfg.username.clone());
+    match cfg.auth {
+        AuthMethod::Plain => login.push("Secret", cfg.secret.expose()),
+        AuthMethod::Md5 => {
+            let id = shared.next_action_id();
+            let challenge = Message::action("Challenge").with("ActionID", id.clone()).with("AuthType", "MD5");
+            let resp = exchange(reader, writer, challenge, &id, early).await?;
+            let Some(ch) = resp.get("Challenge").filter(|_| resp.is_success()) else {
+                return Err(SessionError::AuthFailed(format!(
+                    "MD5 challenge refused: {}",
+                    resp.get("Message").unwrap_or("no challenge")
+                )));
+            };
+            login.push("AuthType", "MD5");
+            login.push("Key", md5_key(ch, cfg.secret.expose()));
+        }
+    }
+    login.push("Events", cfg.events.clone());
+    let id = login.action_id().unwrap_or_default().to_string();
+    let resp = exchange(reader, writer, login, &id, early).await?;
+    if !resp.is_success() {
+        return Err(SessionError::AuthFailed(resp.get("Message").unwrap_or("refused").to_string()));
+    }
+
+    let id = shared.next_action_id();
+    let settings = Message::action("CoreSettings").with("ActionID", id.clone());
+    let resp = exchange(reader, writer, settings, &id, early).await?;
+    let mut info = ServerInfo { banner_version, ..Default::default() };
+    if resp.is_success() {
+        info.ami_version = resp.get("AMIversion").map(str::to_owned);
+        info.asterisk_version = resp.get("AsteriskVersion").map(str::to_owned);
+        info.system_name = resp.get("SystemName").map(str::to_owned);
+    } else {
+        warn!(server = %cfg.name, message = resp.get("Message").unwrap_or(""), "CoreSettings refused; the AMI user needs read=system to report the Asterisk version");
+    }
+    Ok(info)
+}
+
+/// Sends one action and reads until its response, keeping any events seen meanwhile.
+async fn exchange(
+    reader: &mut Reader,
+    writer: &mut Writer,
+    action: Message,
+    id: &str,
+    early: &mut Vec<Message>,
+) -> Result<Message, SessionError> {
+    writer.send(&action).await?;
+    loop {
+        match reader.next().await {
+            Some(Ok(Ok(Frame::Message(m)))) => {
+                if m.response().is_some() && m.action_id() == Some(id) {
+                    return Ok(m);
+                }
+                if m.event_name().is_some() && early.len() < 10_000 {
+                    early.push(m);
+                }
+            }
+            Some(Ok(Ok(Frame::Banner(_)))) | Some(Ok(Err(_))) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(SessionError::Closed),
+        }
+    }
+}

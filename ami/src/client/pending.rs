@@ -1,0 +1,143 @@
+//! Actions sent and not yet answered, keyed by ActionID.
+//!
+//! Answers arrive in any order and interleave with events (pipelining), so every action
+//! carries its own ActionID and waits here for the response (and, for a list action, for
+//! every item up to the `EventList: Complete` event).
+
+use super::ActionError;
+use crate::message::Message;
+use dashmap::DashMap;
+use tokio::sync::oneshot;
+
+/// The answer to a list action: the response, the items, and the closing event.
+#[derive(Debug, Clone, Default)]
+pub struct ListResult {
+    pub response: Message,
+    pub items: Vec<Message>,
+    pub complete: Option<Message>,
+}
+
+pub(crate) enum Waiter {
+    Single(oneshot::Sender<Result<Message, ActionError>>),
+    List {
+        tx: oneshot::Sender<Result<ListResult, ActionError>>,
+        action: String,
+        result: ListResult,
+        started: bool,
+    },
+}
+
+/// What the reader should do with an incoming message.
+pub(crate) enum Routed {
+    /// It answered (part of) an action.
+    Consumed,
+    /// Not ours: an event for the consumer.
+    Event(Message),
+    /// A response nobody waits for (timed out, or not ours).
+    Stray(Message),
+}
+
+#[derive(Default)]
+pub(crate) struct Pending {
+    waiters: DashMap<String, Waiter>,
+}
+
+impl Pending {
+    pub fn insert(&self, id: String, waiter: Waiter) {
+        self.waiters.insert(id, waiter);
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.waiters.remove(id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Fails every waiter (the connection is gone: their answers will never come).
+    pub fn fail_all(&self, err: ActionError) {
+        let ids: Vec<String> = self.waiters.iter().map(|e| e.key().clone()).collect();
+        for id in ids {
+            if let Some((_, w)) = self.waiters.remove(&id) {
+                match w {
+                    Waiter::Single(tx) => drop(tx.send(Err(err.clone()))),
+                    Waiter::List { tx, .. } => drop(tx.send(Err(err.clone()))),
+                }
+            }
+        }
+    }
+
+    /// Fails one waiter, e.g. when its answer arrived malformed.
+    pub fn fail(&self, id: &str, err: ActionError) {
+        if let Some((_, w)) = self.waiters.remove(id) {
+            match w {
+                Waiter::Single(tx) => drop(tx.send(Err(err))),
+                Waiter::List { tx, .. } => drop(tx.send(Err(err))),
+            }
+        }
+    }
+
+    /// Routes one message from Asterisk to its waiter, or back to the caller as an event.
+    pub fn route(&self, msg: Message, max_list_items: usize) -> Routed {
+        let is_response = msg.response().is_some();
+        let Some(id) = msg.action_id().map(str::to_owned) else {
+            return if is_response { Routed::Stray(msg) } else { Routed::Event(msg) };
+        };
+        let Some(mut entry) = self.waiters.get_mut(&id) else {
+            return if is_response { Routed::Stray(msg) } else { Routed::Event(msg) };
+        };
+        match entry.value_mut() {
+            Waiter::Single(_) => {
+                if !is_response {
+                    // An event that happens to carry our ActionID (OriginateResponse): not an answer.
+                    return Routed::Event(msg);
+                }
+                drop(entry);
+                if let Some((_, Waiter::Single(tx))) = self.waiters.remove(&id) {
+                    let _ = tx.send(Ok(msg));
+                }
+                Routed::Consumed
+            }
+            Waiter::List { action, result, started, .. } => {
+                if is_response {
+                    let error = !msg.is_success();
+                    let listing = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start"));
+                    let action = action.clone();
+                    result.response = msg;
+                    *started = true;
+                    if error || !listing {
+                        drop(entry);
+                        self.finish_list(&id, error.then_some(action));
+                    }
+                    return Routed::Consumed;
+                }
+                let done = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
+                if done {
+                    result.complete = Some(msg);
+                    drop(entry);
+                    self.finish_list(&id, None);
+                } else if result.items.len() >= max_list_items {
+                    drop(entry);
+                    self.fail(&id, ActionError::ListTooLong { limit: max_list_items });
+                } else {
+                    result.items.push(msg);
+                }
+                Routed::Consumed
+            }
+        }
+    }
+
+    fn finish_list(&self, id: &str, rejected: Option<String>) {
+        if let Some((_, Waiter::List { tx, result, .. })) = self.waiters.remove(id) {
+            let answer = match rejected {
+                Some(action) => Err(ActionError::Rejected {
+                    action,
+                    message: result.response.get("Message").unwrap_or("").to_string(),
+                }),
+                None => Ok(result),
+            };
+            let _ = tx.send(answer);
+        }
+    }
+}

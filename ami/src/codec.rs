@@ -27,7 +27,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_line: 1024, max_headers: 128 }
+        Self {
+            max_line: 1024,
+            max_headers: 128,
+        }
     }
 }
 
@@ -44,11 +47,20 @@ pub enum Frame {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     #[error("AMI line longer than {limit} bytes (ActionID {action_id:?})")]
-    LineTooLong { limit: usize, action_id: Option<String> },
+    LineTooLong {
+        limit: usize,
+        action_id: Option<String>,
+    },
     #[error("AMI message with more than {limit} header lines (ActionID {action_id:?})")]
-    TooManyHeaders { limit: usize, action_id: Option<String> },
+    TooManyHeaders {
+        limit: usize,
+        action_id: Option<String>,
+    },
     #[error("AMI header line without ':' : {line:?} (ActionID {action_id:?})")]
-    MalformedHeader { line: String, action_id: Option<String> },
+    MalformedHeader {
+        line: String,
+        action_id: Option<String>,
+    },
 }
 
 impl FrameError {
@@ -163,11 +175,15 @@ impl AmiCodec {
                 while let [b' ' | b'\t', rest @ ..] = value {
                     value = rest;
                 }
-                self.headers.push((name, String::from_utf8_lossy(value).into_owned()));
+                self.headers
+                    .push((name, String::from_utf8_lossy(value).into_owned()));
             }
             _ => {
                 let shown: String = String::from_utf8_lossy(line).chars().take(64).collect();
-                self.set_fault(|action_id| FrameError::MalformedHeader { line: shown, action_id });
+                self.set_fault(|action_id| FrameError::MalformedHeader {
+                    line: shown,
+                    action_id,
+                });
             }
         }
         Ok(None)
@@ -252,7 +268,10 @@ impl Encoder<&Message> for AmiCodec {
 }
 
 /// Decodes a whole byte string at once (tests, tools and benchmarks).
-pub fn decode_all(codec: &mut AmiCodec, bytes: &[u8]) -> Result<Vec<Result<Frame, FrameError>>, CodecError> {
+pub fn decode_all(
+    codec: &mut AmiCodec,
+    bytes: &[u8],
+) -> Result<Vec<Result<Frame, FrameError>>, CodecError> {
     let mut buf = BytesMut::from(bytes);
     let mut out = Vec::new();
     while let Some(item) = codec.decode(&mut buf)? {
@@ -302,7 +321,10 @@ mod tests {
     #[test]
     fn bad_banner_is_fatal() {
         let mut c = AmiCodec::client();
-        assert!(matches!(decode_all(&mut c, b"SSH-2.0-OpenSSH\r\n"), Err(CodecError::BadBanner(_))));
+        assert!(matches!(
+            decode_all(&mut c, b"SSH-2.0-OpenSSH\r\n"),
+            Err(CodecError::BadBanner(_))
+        ));
     }
 
     #[test]
@@ -314,7 +336,10 @@ mod tests {
         let items = decode_all(&mut c, &input).unwrap();
         assert_eq!(
             items[0],
-            Err(FrameError::LineTooLong { limit: 1024, action_id: Some("7".into()) })
+            Err(FrameError::LineTooLong {
+                limit: 1024,
+                action_id: Some("7".into())
+            })
         );
         assert_eq!(msgs(items)[0].action_id(), Some("8"));
     }
@@ -333,7 +358,10 @@ mod tests {
         bad.extend_from_slice(b": ");
         bad.extend(std::iter::repeat_n(b'v', 1016));
         bad.extend_from_slice(b"\r\n\r\n");
-        assert!(matches!(decode_all(&mut c, &bad).unwrap()[0], Err(FrameError::LineTooLong { .. })));
+        assert!(matches!(
+            decode_all(&mut c, &bad).unwrap()[0],
+            Err(FrameError::LineTooLong { .. })
+        ));
     }
 
     #[test]
@@ -347,7 +375,10 @@ mod tests {
         let items = decode_all(&mut c, &input).unwrap();
         assert_eq!(
             items[0],
-            Err(FrameError::TooManyHeaders { limit: 128, action_id: Some("9".into()) })
+            Err(FrameError::TooManyHeaders {
+                limit: 128,
+                action_id: Some("9".into())
+            })
         );
         assert_eq!(items.len(), 2);
     }
@@ -366,8 +397,14 @@ mod tests {
     #[test]
     fn header_without_colon_refused() {
         let mut c = AmiCodec::server();
-        let items = decode_all(&mut c, b"Action: Ping\r\nActionID: 3\r\ngarbage\r\n\r\nAction: Ping\r\n\r\n").unwrap();
-        assert!(matches!(&items[0], Err(FrameError::MalformedHeader { action_id: Some(id), .. }) if id == "3"));
+        let items = decode_all(
+            &mut c,
+            b"Action: Ping\r\nActionID: 3\r\ngarbage\r\n\r\nAction: Ping\r\n\r\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(&items[0], Err(FrameError::MalformedHeader { action_id: Some(id), .. }) if id == "3")
+        );
         assert_eq!(items.len(), 2);
     }
 

@@ -52,7 +52,11 @@ impl Message {
 
     /// Sets a header: replaces the first one of that name, or appends it.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        match self.headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .headers
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some((_, v)) => *v = value.into(),
             None => self.headers.push((name.to_string(), value.into())),
         }
@@ -121,13 +125,21 @@ impl Message {
         }
         for (name, value) in &self.headers {
             if name.is_empty() || name.contains(':') {
-                return Err(EncodeError::BadName { field: name.clone() });
+                return Err(EncodeError::BadName {
+                    field: name.clone(),
+                });
             }
             if has_line_break(name) {
-                return Err(EncodeError::LineBreak { field: name.clone(), part: "name" });
+                return Err(EncodeError::LineBreak {
+                    field: name.clone(),
+                    part: "name",
+                });
             }
             if has_line_break(value) {
-                return Err(EncodeError::LineBreak { field: name.clone(), part: "value" });
+                return Err(EncodeError::LineBreak {
+                    field: name.clone(),
+                    part: "value",
+                });
             }
         }
         Ok(())
@@ -183,7 +195,10 @@ pub fn is_secret_header(name: &str) -> bool {
 impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Message {
     fn from_iter<T: IntoIterator<Item = (N, V)>>(iter: T) -> Self {
         Self {
-            headers: iter.into_iter().map(|(n, v)| (n.into(), v.into())).collect(),
+            headers: iter
+                .into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
         }
     }
 }
@@ -199,7 +214,10 @@ mod tests {
             .with("Message", "Presence State")
             .with("message", "back soon");
         assert_eq!(m.get("MESSAGE"), Some("Presence State"));
-        assert_eq!(m.get_all("Message").collect::<Vec<_>>(), ["Presence State", "back soon"]);
+        assert_eq!(
+            m.get_all("Message").collect::<Vec<_>>(),
+            ["Presence State", "back soon"]
+        );
         assert!(m.is_success());
     }
 
@@ -209,10 +227,19 @@ mod tests {
             .with("Variable", "DEVICE_STATE(Custom:100)")
             .with("Value", "INUSE\r\nAction: Originate");
         let err = m.to_bytes().unwrap_err();
-        assert_eq!(err, EncodeError::LineBreak { field: "Value".into(), part: "value" });
+        assert_eq!(
+            err,
+            EncodeError::LineBreak {
+                field: "Value".into(),
+                part: "value"
+            }
+        );
         assert!(err.to_string().contains("\"Value\""));
         let m = Message::action("Ping").with("X\nY", "1");
-        assert!(matches!(m.to_bytes(), Err(EncodeError::LineBreak { part: "name", .. })));
+        assert!(matches!(
+            m.to_bytes(),
+            Err(EncodeError::LineBreak { part: "name", .. })
+        ));
         assert!(matches!(Message::new().to_bytes(), Err(EncodeError::Empty)));
         assert!(matches!(
             Message::action("Ping").with("A:B", "1").to_bytes(),
@@ -222,7 +249,9 @@ mod tests {
 
     #[test]
     fn debug_hides_secrets() {
-        let m = Message::action("Login").with("Username", "u").with("Secret", "hunter2");
+        let m = Message::action("Login")
+            .with("Username", "u")
+            .with("Secret", "hunter2");
         let s = format!("{m:?}");
         assert!(!s.contains("hunter2"), "{s}");
     }

@@ -97,7 +97,9 @@ impl DeviceState {
             DeviceState::Busy => ExtensionStatus::BUSY,
             DeviceState::Unknown | DeviceState::NotInuse => ExtensionStatus::IDLE,
             DeviceState::Unavailable | DeviceState::Invalid => ExtensionStatus::UNAVAILABLE,
-            DeviceState::Ringinuse => ExtensionStatus(ExtensionStatus::INUSE.0 | ExtensionStatus::RINGING.0),
+            DeviceState::Ringinuse => {
+                ExtensionStatus(ExtensionStatus::INUSE.0 | ExtensionStatus::RINGING.0)
+            }
             DeviceState::Ringing => ExtensionStatus::RINGING,
             DeviceState::Inuse => ExtensionStatus::INUSE,
         }
@@ -128,7 +130,10 @@ impl FromStr for DeviceState {
         DeviceState::ALL
             .into_iter()
             .find(|d| d.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| UnknownState { kind: "device", value: s.to_string() })
+            .ok_or_else(|| UnknownState {
+                kind: "device",
+                value: s.to_string(),
+            })
     }
 }
 
@@ -212,7 +217,10 @@ impl FromStr for PresenceState {
         PresenceState::ALL
             .into_iter()
             .find(|p| p.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| UnknownState { kind: "presence", value: s.to_string() })
+            .ok_or_else(|| UnknownState {
+                kind: "presence",
+                value: s.to_string(),
+            })
     }
 }
 
@@ -268,7 +276,10 @@ mod tests {
         ] {
             assert_eq!(d.extension_status(), ExtensionStatus(status));
             assert_eq!(ExtensionStatus(status).text(), text);
-            assert_eq!(DeviceState::from_extension_status(ExtensionStatus(status)), d);
+            assert_eq!(
+                DeviceState::from_extension_status(ExtensionStatus(status)),
+                d
+            );
         }
         assert_eq!(Invalid.extension_status(), Unavailable.extension_status());
         assert_eq!(ExtensionStatus(-1).text(), "Unknown");

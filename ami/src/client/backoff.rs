@@ -13,7 +13,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Self {
-        Self { min, max: max.max(min), attempt: 0 }
+        Self {
+            min,
+            max: max.max(min),
+            attempt: 0,
+        }
     }
 
     /// The next delay: `min * 2^attempt`, capped at `max`, then drawn from its upper half.

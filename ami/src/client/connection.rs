@@ -50,7 +50,9 @@ struct EventSink {
 impl EventSink {
     fn deliver(&mut self, shared: &Shared, ev: ClientEvent) {
         if self.lagged > 0 {
-            match self.tx.try_send(ClientEvent::Lagged { dropped: self.lagged }) {
+            match self.tx.try_send(ClientEvent::Lagged {
+                dropped: self.lagged,
+            }) {
                 Ok(()) => {
                     warn!(server = %self.name, dropped = self.lagged, "AMI event consumer lagged; events were dropped, resync advised");
                     self.lagged = 0;
@@ -78,7 +80,11 @@ impl EventSink {
 /// Keeps one session alive until shutdown.
 pub(crate) async fn supervise(shared: Arc<Shared>, events: mpsc::Sender<ClientEvent>) {
     let cfg = &shared.config;
-    let mut sink = EventSink { tx: events, lagged: 0, name: cfg.name.clone() };
+    let mut sink = EventSink {
+        tx: events,
+        lagged: 0,
+        name: cfg.name.clone(),
+    };
     let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
     loop {
         let result = tokio::select! {
@@ -102,7 +108,12 @@ pub(crate) async fn supervise(shared: Arc<Shared>, events: mpsc::Sender<ClientEv
             warn!(server = %cfg.name, addr = %cfg.addr, error = %err, retry_in = ?delay, "AMI session ended");
         }
         if was_connected {
-            sink.deliver(&shared, ClientEvent::Disconnected { reason: err.to_string() });
+            sink.deliver(
+                &shared,
+                ClientEvent::Disconnected {
+                    reason: err.to_string(),
+                },
+            );
         }
         tokio::select! {
             _ = sleep(delay) => {}
@@ -112,7 +123,11 @@ pub(crate) async fn supervise(shared: Arc<Shared>, events: mpsc::Sender<ClientEv
 }
 
 /// One connection: connect, log in, then run until it breaks.
-async fn session(shared: &Arc<Shared>, sink: &mut EventSink, backoff: &mut Backoff) -> Result<(), SessionError> {
+async fn session(
+    shared: &Arc<Shared>,
+    sink: &mut EventSink,
+    backoff: &mut Backoff,
+) -> Result<(), SessionError> {
     let cfg = &shared.config;
     let stream = timeout(cfg.connect_timeout, TcpStream::connect(&cfg.addr))
         .await
@@ -124,9 +139,12 @@ async fn session(shared: &Arc<Shared>, sink: &mut EventSink, backoff: &mut Backo
     let mut writer = FramedWrite::new(w, AmiCodec::client());
 
     let mut early_events = Vec::new();
-    let info = timeout(cfg.connect_timeout * 3, login(shared, &mut reader, &mut writer, &mut early_events))
-        .await
-        .map_err(|_| SessionError::Timeout("login"))??;
+    let info = timeout(
+        cfg.connect_timeout * 3,
+        login(shared, &mut reader, &mut writer, &mut early_events),
+    )
+    .await
+    .map_err(|_| SessionError::Timeout("login"))??;
     backoff.reset();
     shared.stats.connects.fetch_add(1, Ordering::Relaxed);
     info!(server = %cfg.name, addr = %cfg.addr, asterisk = ?info.asterisk_version, ami = ?info.ami_version, "AMI connected");
@@ -143,7 +161,8 @@ async fn session(shared: &Arc<Shared>, sink: &mut EventSink, backoff: &mut Backo
     let result = run(shared, sink, &mut reader, &out_tx, &mut write_task).await;
     if matches!(result, Err(SessionError::Shutdown)) {
         // Best effort goodbye, so Asterisk logs a clean logoff rather than a dropped socket.
-        let _ = out_tx.try_send(Message::action("Logoff").with("ActionID", shared.next_action_id()));
+        let _ =
+            out_tx.try_send(Message::action("Logoff").with("ActionID", shared.next_action_id()));
         drop(out_tx);
         let _ = timeout(Duration::from_millis(200), &mut write_task).await;
     }
@@ -172,7 +191,8 @@ async fn run(
     write_task: &mut tokio::task::JoinHandle<Result<(), CodecError>>,
 ) -> Result<(), SessionError> {
     let cfg = &shared.config;
-    let mut ping_timer = tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
+    let mut ping_timer =
+        tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
     ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The outstanding keepalive: its ActionID and its deadline.
     let mut ping: Option<(String, Instant)> = None;
@@ -233,7 +253,9 @@ fn dispatch(shared: &Shared, sink: &mut EventSink, msg: Message) {
             shared.stats.events_received.fetch_add(1, Ordering::Relaxed);
             sink.deliver(shared, ClientEvent::Event(ev));
         }
-        Routed::Stray(resp) => debug!(server = %shared.config.name, response = ?resp, "response nobody waits for (timed out?)"),
+        Routed::Stray(resp) => {
+            debug!(server = %shared.config.name, response = ?resp, "response nobody waits for (timed out?)")
+        }
     }
 }
 
@@ -252,12 +274,16 @@ async fn login(
         _ => return Err(SessionError::Closed),
     };
 
-    let mut login = Message::action("Login").with("ActionID", shared.next_action_id()).with("Username", cfg.username.clone());
+    let mut login = Message::action("Login")
+        .with("ActionID", shared.next_action_id())
+        .with("Username", cfg.username.clone());
     match cfg.auth {
         AuthMethod::Plain => login.push("Secret", cfg.secret.expose()),
         AuthMethod::Md5 => {
             let id = shared.next_action_id();
-            let challenge = Message::action("Challenge").with("ActionID", id.clone()).with("AuthType", "MD5");
+            let challenge = Message::action("Challenge")
+                .with("ActionID", id.clone())
+                .with("AuthType", "MD5");
             let resp = exchange(reader, writer, challenge, &id, early).await?;
             let Some(ch) = resp.get("Challenge").filter(|_| resp.is_success()) else {
                 return Err(SessionError::AuthFailed(format!(
@@ -273,13 +299,18 @@ async fn login(
     let id = login.action_id().unwrap_or_default().to_string();
     let resp = exchange(reader, writer, login, &id, early).await?;
     if !resp.is_success() {
-        return Err(SessionError::AuthFailed(resp.get("Message").unwrap_or("refused").to_string()));
+        return Err(SessionError::AuthFailed(
+            resp.get("Message").unwrap_or("refused").to_string(),
+        ));
     }
 
     let id = shared.next_action_id();
     let settings = Message::action("CoreSettings").with("ActionID", id.clone());
     let resp = exchange(reader, writer, settings, &id, early).await?;
-    let mut info = ServerInfo { banner_version, ..Default::default() };
+    let mut info = ServerInfo {
+        banner_version,
+        ..Default::default()
+    };
     if resp.is_success() {
         info.ami_version = resp.get("AMIversion").map(str::to_owned);
         info.asterisk_version = resp.get("AsteriskVersion").map(str::to_owned);

@@ -163,17 +163,28 @@ impl Client {
             shutdown: shutdown.clone(),
         });
         tokio::spawn(connection::supervise(shared.clone(), events_tx));
-        (Client { shared, _guard: Arc::new(DropGuard(shutdown)) }, events_rx)
+        (
+            Client {
+                shared,
+                _guard: Arc::new(DropGuard(shutdown)),
+            },
+            events_rx,
+        )
     }
 
     /// Sends an action and waits for its response. `Response: Error` becomes
     /// [`ActionError::Rejected`] with Asterisk's message.
     pub async fn action(&self, action: Message) -> Result<Message, ActionError> {
-        self.action_timeout(action, self.shared.config.action_timeout).await
+        self.action_timeout(action, self.shared.config.action_timeout)
+            .await
     }
 
     /// [`Client::action`] with its own timeout.
-    pub async fn action_timeout(&self, mut action: Message, timeout: Duration) -> Result<Message, ActionError> {
+    pub async fn action_timeout(
+        &self,
+        mut action: Message,
+        timeout: Duration,
+    ) -> Result<Message, ActionError> {
         let name = action.action_name().unwrap_or("?").to_string();
         let id = self.shared.next_action_id();
         action.set("ActionID", id.clone());
@@ -203,7 +214,12 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         self.shared.pending.insert(
             id.clone(),
-            Waiter::List { tx, action: name.clone(), result: ListResult::default(), started: false },
+            Waiter::List {
+                tx,
+                action: name.clone(),
+                result: ListResult::default(),
+                started: false,
+            },
         );
         self.send_and_wait(&id, &name, action, rx, timeout).await
     }
@@ -237,7 +253,10 @@ impl Client {
             }
             Err(_) => {
                 self.shared.pending.remove(id);
-                Err(ActionError::Timeout { action: name.to_string(), timeout })
+                Err(ActionError::Timeout {
+                    action: name.to_string(),
+                    timeout,
+                })
             }
         }
     }

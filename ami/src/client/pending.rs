@@ -82,10 +82,18 @@ impl Pending {
     pub fn route(&self, msg: Message, max_list_items: usize) -> Routed {
         let is_response = msg.response().is_some();
         let Some(id) = msg.action_id().map(str::to_owned) else {
-            return if is_response { Routed::Stray(msg) } else { Routed::Event(msg) };
+            return if is_response {
+                Routed::Stray(msg)
+            } else {
+                Routed::Event(msg)
+            };
         };
         let Some(mut entry) = self.waiters.get_mut(&id) else {
-            return if is_response { Routed::Stray(msg) } else { Routed::Event(msg) };
+            return if is_response {
+                Routed::Stray(msg)
+            } else {
+                Routed::Event(msg)
+            };
         };
         match entry.value_mut() {
             Waiter::Single(_) => {
@@ -99,10 +107,17 @@ impl Pending {
                 }
                 Routed::Consumed
             }
-            Waiter::List { action, result, started, .. } => {
+            Waiter::List {
+                action,
+                result,
+                started,
+                ..
+            } => {
                 if is_response {
                     let error = !msg.is_success();
-                    let listing = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start"));
+                    let listing = msg
+                        .get("EventList")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("start"));
                     let action = action.clone();
                     result.response = msg;
                     *started = true;
@@ -112,14 +127,21 @@ impl Pending {
                     }
                     return Routed::Consumed;
                 }
-                let done = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
+                let done = msg
+                    .get("EventList")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
                 if done {
                     result.complete = Some(msg);
                     drop(entry);
                     self.finish_list(&id, None);
                 } else if result.items.len() >= max_list_items {
                     drop(entry);
-                    self.fail(&id, ActionError::ListTooLong { limit: max_list_items });
+                    self.fail(
+                        &id,
+                        ActionError::ListTooLong {
+                            limit: max_list_items,
+                        },
+                    );
                 } else {
                     result.items.push(msg);
                 }

@@ -196,6 +196,8 @@ async fn run(
     ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The outstanding keepalive: its ActionID and its deadline.
     let mut ping: Option<(String, Instant)> = None;
+    // Tells a lagging consumer as soon as it has room again, not only at the next event.
+    let lag_tx = sink.tx.clone();
     loop {
         let deadline = ping.as_ref().map(|(_, d)| *d);
         tokio::select! {
@@ -233,6 +235,13 @@ async fn run(
                     Ok(Err(e)) => Err(e.into()),
                     _ => Err(SessionError::Closed),
                 };
+            }
+            permit = lag_tx.reserve(), if sink.lagged > 0 => {
+                if let Ok(permit) = permit {
+                    warn!(server = %cfg.name, dropped = sink.lagged, "AMI event consumer lagged; events were dropped, resync advised");
+                    permit.send(ClientEvent::Lagged { dropped: sink.lagged });
+                    sink.lagged = 0;
+                }
             }
             _ = shared.shutdown.cancelled() => return Err(SessionError::Shutdown),
         }

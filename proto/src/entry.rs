@@ -1,0 +1,171 @@
+//! One entry of the federated state table, and its validation.
+//!
+//! Everything here arrives from the network, so every field is checked before it can reach an
+//! AMI write: names are bounded and free of control characters, states are ones Asterisk knows.
+
+use ami::{DeviceState, PresenceState};
+use serde::{Deserialize, Serialize};
+
+/// Longest origin (server id).
+pub const MAX_ORIGIN: usize = 32;
+/// Longest device or presentity name we accept from a peer (Asterisk's device limit is 79;
+/// the template may add to it, and is checked again where it is applied).
+pub const MAX_NAME: usize = 79;
+/// Longest presence subtype or message (func_presencestate decodes at most 255 bytes).
+pub const MAX_TEXT: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Device,
+    Presence,
+}
+
+/// What identifies a state: which server it comes from, and which device or presentity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub origin: String,
+    pub kind: Kind,
+    pub name: String,
+}
+
+/// A state's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Device(DeviceState),
+    Presence { state: PresenceState, subtype: String, message: String },
+}
+
+/// One state as it travels: key, value (None: the origin no longer has it), and the
+/// broker's version of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub origin: String,
+    pub kind: Kind,
+    pub name: String,
+    /// Device state name (`INUSE`) or presence state (`dnd`); null when removed.
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subtype: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Assigned by the broker: increases with every change of the table.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub version: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Why an entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("origin {0:?}: 1 to 32 characters of A-Z a-z 0-9 . _ -")]
+    BadOrigin(String),
+    #[error("name {0:?}: 1 to 79 printable characters, no ',', '(', ')' or control characters")]
+    BadName(String),
+    #[error("{kind:?} state {state:?} is not one Asterisk knows")]
+    BadState { kind: Kind, state: String },
+    #[error("presence subtype or message longer than 255 bytes or holding control characters")]
+    BadText,
+    #[error("subtype/message given for a device")]
+    TextOnDevice,
+}
+
+pub fn valid_origin(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_ORIGIN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// A device or presentity name that is safe inside `DEVICE_STATE(...)`: no control characters
+/// (CR/LF would inject AMI headers), no parentheses or commas (function syntax).
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_NAME && s.chars().all(|c| !c.is_control() && !matches!(c, '(' | ')' | ',' | '"' | '\\'))
+}
+
+fn valid_text(s: &str) -> bool {
+    s.len() <= MAX_TEXT && s.chars().all(|c| !c.is_control())
+}
+
+impl Entry {
+    pub fn device(origin: &str, name: &str, state: DeviceState) -> Entry {
+        Entry::from_value(Key { origin: origin.into(), kind: Kind::Device, name: name.into() }, Some(Value::Device(state)))
+    }
+
+    pub fn presence(origin: &str, name: &str, state: PresenceState, subtype: &str, message: &str) -> Entry {
+        Entry::from_value(
+            Key { origin: origin.into(), kind: Kind::Presence, name: name.into() },
+            Some(Value::Presence { state, subtype: subtype.into(), message: message.into() }),
+        )
+    }
+
+    pub fn from_value(key: Key, value: Option<Value>) -> Entry {
+        let (state, subtype, message) = match value {
+            None => (None, String::new(), String::new()),
+            Some(Value::Device(d)) => (Some(d.as_str().to_string()), String::new(), String::new()),
+            Some(Value::Presence { state, subtype, message }) => (Some(state.as_str().to_string()), subtype, message),
+        };
+        Entry { origin: key.origin, kind: key.kind, name: key.name, state, subtype, message, version: 0 }
+    }
+
+    pub fn key(&self) -> Key {
+        Key { origin: self.origin.clone(), kind: self.kind, name: self.name.clone() }
+    }
+
+    /// Checks every field and returns the typed value (None: removed).
+    pub fn value(&self) -> Result<Option<Value>, EntryError> {
+        if !valid_origin(&self.origin) {
+            return Err(EntryError::BadOrigin(self.origin.clone()));
+        }
+        if !valid_name(&self.name) {
+            return Err(EntryError::BadName(self.name.chars().take(100).collect()));
+        }
+        let Some(state) = &self.state else { return Ok(None) };
+        match self.kind {
+            Kind::Device => {
+                if !self.subtype.is_empty() || !self.message.is_empty() {
+                    return Err(EntryError::TextOnDevice);
+                }
+                let d: DeviceState =
+                    state.parse().map_err(|_| EntryError::BadState { kind: Kind::Device, state: state.clone() })?;
+                // "UNKNOWN" cannot be written by Setvar: a peer that means "gone" sends null.
+                if d == DeviceState::Unknown {
+                    return Err(EntryError::BadState { kind: Kind::Device, state: state.clone() });
+                }
+                Ok(Some(Value::Device(d)))
+            }
+            Kind::Presence => {
+                if !valid_text(&self.subtype) || !valid_text(&self.message) {
+                    return Err(EntryError::BadText);
+                }
+                let p: PresenceState =
+                    state.parse().map_err(|_| EntryError::BadState { kind: Kind::Presence, state: state.clone() })?;
+                Ok(Some(Value::Presence { state: p, subtype: self.subtype.clone(), message: self.message.clone() }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        assert!(Entry::device("a", "SIP/100", DeviceState::Inuse).value().is_ok());
+        assert!(Entry::device("a b", "SIP/100", DeviceState::Inuse).value().is_err());
+        assert!(Entry::device("a", "SIP/100\r\nAction: Originate", DeviceState::Inuse).value().is_err());
+        assert!(Entry::device("a", "x)", DeviceState::Inuse).value().is_err());
+        assert!(Entry::device("a", &"x".repeat(80), DeviceState::Inuse).value().is_err());
+        assert!(Entry::device("a", "SIP/1", DeviceState::Unknown).value().is_err());
+        let mut e = Entry::presence("a", "CustomPresence:1", PresenceState::Dnd, "", "in a meeting, back at 3");
+        assert!(e.value().is_ok());
+        e.message = "x\ny".into();
+        assert_eq!(e.value(), Err(EntryError::BadText));
+        let mut e = Entry::device("a", "SIP/1", DeviceState::Inuse);
+        e.state = Some("BOGUS".into());
+        assert!(e.value().is_err());
+        e.state = None;
+        assert_eq!(e.value(), Ok(None));
+    }
+}

@@ -1,0 +1,13 @@
+//! The hintbus wire protocol (version 1, specified in docs/protocol.md) and its ZeroMQ
+//! transport.
+//!
+//! - [`entry`]: one state in the federated table: (origin, kind, name) -> value.
+//! - [`message`]: the messages agents and broker exchange, and their JSON encoding.
+//! - [`transport`]: libzmq sockets bridged to tokio.
+
+pub mod entry;
+pub mod message;
+pub mod transport;
+
+pub use entry::{Entry, Key, Kind, Value};
+pub use message::{DecodeError, ErrorCode, Msg, MAX_FRAME, VERSION};

@@ -1,0 +1,178 @@
+//! The messages of protocol version 1 and their encoding: one JSON object per ZeroMQ frame,
+//! `{"v":1,"type":"...",...}`. JSON because every language (and a 40-line pyzmq script) can
+//! read it; the figures in the closing notes show it is not the bottleneck.
+
+use crate::entry::Entry;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks.
+pub const VERSION: u32 = 1;
+/// Largest frame accepted (a snapshot is sent in chunks well below it).
+pub const MAX_FRAME: usize = 1 << 20;
+/// Most entries in one message.
+pub const MAX_ENTRIES: usize = 2000;
+
+/// Why a peer's message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, an unknown `type`, or a missing field.
+    BadMessage,
+    /// A `v` this broker does not speak.
+    UnsupportedVersion,
+    /// Larger than [`MAX_FRAME`] or more than [`MAX_ENTRIES`] entries.
+    TooLarge,
+    /// An entry failed validation.
+    BadEntry,
+    /// The peer sent something before `hello`, or its session is unknown (broker restarted).
+    NotWelcome,
+    /// The entry's origin is not the server this agent speaks for.
+    WrongOrigin,
+    /// The peer is not allowed (unknown key, or another agent holds that server id).
+    Refused,
+    /// Too many messages: some were dropped.
+    RateLimited,
+}
+
+/// One protocol message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Msg {
+    /// Agent -> broker, first: who I am. `instance` changes when the agent restarts.
+    Hello { server: String, instance: u64, software: String },
+    /// Broker -> agent: accepted. `broker` changes when the broker restarts.
+    Welcome { broker: u64, heartbeat_ms: u64 },
+    /// Agent -> broker: my whole local state, in chunks; on `last` it replaces everything the
+    /// broker holds for this origin (what is missing is removed).
+    Sync { sync_id: u64, entries: Vec<Entry>, last: bool },
+    /// Agent -> broker: changes of my local state.
+    Update { entries: Vec<Entry> },
+    /// Agent -> broker: send me everyone else's state.
+    SnapshotRequest,
+    /// Broker -> agent: everyone else's state, in chunks. `seq` is the session sequence the
+    /// snapshot is current at; updates continue from `seq + 1`.
+    Snapshot { seq: u64, entries: Vec<Entry>, last: bool },
+    /// Broker -> agent: changes of others' states. `seq` counts these per session, without
+    /// gaps: a gap means something was lost, and the agent asks for a snapshot.
+    Updates { seq: u64, entries: Vec<Entry> },
+    /// Either way, when there is nothing else to say.
+    Heartbeat,
+    /// Either way: a refused message.
+    Error { code: ErrorCode, message: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    v: u32,
+    #[serde(flatten)]
+    msg: T,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: Option<u32>,
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("frame of {0} bytes is over the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("protocol version {0} is not supported (this is version {VERSION})")]
+    Version(u32),
+    #[error("not a hintbus message: {0}")]
+    Bad(String),
+    #[error("{0} entries in one message (limit {MAX_ENTRIES})")]
+    TooManyEntries(usize),
+}
+
+impl DecodeError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::TooLarge(_) | DecodeError::TooManyEntries(_) => ErrorCode::TooLarge,
+            DecodeError::Version(_) => ErrorCode::UnsupportedVersion,
+            DecodeError::Bad(_) => ErrorCode::BadMessage,
+        }
+    }
+}
+
+impl Msg {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(&Envelope { v: VERSION, msg: self }).expect("protocol messages always serialize")
+    }
+
+    /// Decodes one frame, refusing oversized frames and unknown versions before parsing more.
+    pub fn decode(frame: &[u8]) -> Result<Msg, DecodeError> {
+        if frame.len() > MAX_FRAME {
+            return Err(DecodeError::TooLarge(frame.len()));
+        }
+        let version: VersionOnly = serde_json::from_slice(frame).map_err(|e| DecodeError::Bad(short(e)))?;
+        match version.v {
+            Some(VERSION) => {}
+            Some(v) => return Err(DecodeError::Version(v)),
+            None => return Err(DecodeError::Bad("no \"v\" field".into())),
+        }
+        let env: Envelope<Msg> = serde_json::from_slice(frame).map_err(|e| DecodeError::Bad(short(e)))?;
+        let n = match &env.msg {
+            Msg::Sync { entries, .. } | Msg::Update { entries } | Msg::Snapshot { entries, .. } | Msg::Updates { entries, .. } => {
+                entries.len()
+            }
+            _ => 0,
+        };
+        if n > MAX_ENTRIES {
+            return Err(DecodeError::TooManyEntries(n));
+        }
+        Ok(env.msg)
+    }
+
+    /// The `type` name, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Msg::Hello { .. } => "hello",
+            Msg::Welcome { .. } => "welcome",
+            Msg::Sync { .. } => "sync",
+            Msg::Update { .. } => "update",
+            Msg::SnapshotRequest => "snapshot_request",
+            Msg::Snapshot { .. } => "snapshot",
+            Msg::Updates { .. } => "updates",
+            Msg::Heartbeat => "heartbeat",
+            Msg::Error { .. } => "error",
+        }
+    }
+}
+
+fn short(e: serde_json::Error) -> String {
+    e.to_string().chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ami::{DeviceState, PresenceState};
+
+    #[test]
+    fn round_trip_and_wire_form() {
+        let m = Msg::Update {
+            entries: vec![
+                Entry::device("a", "SIP/100", DeviceState::Inuse),
+                Entry::presence("a", "CustomPresence:100", PresenceState::Away, "", "lunch, back at 2"),
+            ],
+        };
+        let bytes = m.encode();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with(r#"{"v":1,"type":"update","entries":[{"origin":"a","kind":"device","name":"SIP/100","state":"INUSE"}"#), "{text}");
+        assert_eq!(Msg::decode(&bytes).unwrap(), m);
+        assert_eq!(Msg::decode(&Msg::SnapshotRequest.encode()).unwrap(), Msg::SnapshotRequest);
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(Msg::decode(br#"{"v":2,"type":"heartbeat"}"#), Err(DecodeError::Version(2)));
+        assert!(matches!(Msg::decode(br#"{"v":1,"type":"launch_missiles"}"#), Err(DecodeError::Bad(_))));
+        assert!(matches!(Msg::decode(b"\xff\x00garbage"), Err(DecodeError::Bad(_))));
+        assert!(matches!(Msg::decode(br#"{"type":"heartbeat"}"#), Err(DecodeError::Bad(_))));
+        assert!(matches!(Msg::decode(&vec![b' '; MAX_FRAME + 1]), Err(DecodeError::TooLarge(_))));
+        let many = Msg::Update { entries: vec![Entry::device("a", "SIP/1", DeviceState::Inuse); MAX_ENTRIES + 1] };
+        assert!(matches!(Msg::decode(&many.encode()), Err(DecodeError::TooManyEntries(_))));
+    }
+}

@@ -47,20 +47,11 @@ pub enum Frame {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     #[error("AMI line longer than {limit} bytes (ActionID {action_id:?})")]
-    LineTooLong {
-        limit: usize,
-        action_id: Option<String>,
-    },
+    LineTooLong { limit: usize, action_id: Option<String> },
     #[error("AMI message with more than {limit} header lines (ActionID {action_id:?})")]
-    TooManyHeaders {
-        limit: usize,
-        action_id: Option<String>,
-    },
+    TooManyHeaders { limit: usize, action_id: Option<String> },
     #[error("AMI header line without ':' : {line:?} (ActionID {action_id:?})")]
-    MalformedHeader {
-        line: String,
-        action_id: Option<String>,
-    },
+    MalformedHeader { line: String, action_id: Option<String> },
 }
 
 impl FrameError {
@@ -175,15 +166,11 @@ impl AmiCodec {
                 while let [b' ' | b'\t', rest @ ..] = value {
                     value = rest;
                 }
-                self.headers
-                    .push((name, String::from_utf8_lossy(value).into_owned()));
+                self.headers.push((name, String::from_utf8_lossy(value).into_owned()));
             }
             _ => {
                 let shown: String = String::from_utf8_lossy(line).chars().take(64).collect();
-                self.set_fault(|action_id| FrameError::MalformedHeader {
-                    line: shown,
-                    action_id,
-                });
+                self.set_fault(|action_id| FrameError::MalformedHeader { line: shown, action_id });
             }
         }
         Ok(None)
@@ -268,10 +255,7 @@ impl Encoder<&Message> for AmiCodec {
 }
 
 /// Decodes a whole byte string at once (tests, tools and benchmarks).
-pub fn decode_all(
-    codec: &mut AmiCodec,
-    bytes: &[u8],
-) -> Result<Vec<Result<Frame, FrameError>>, CodecError> {
+pub fn decode_all(codec: &mut AmiCodec, bytes: &[u8]) -> Result<Vec<Result<Frame, FrameError>>, CodecError> {
     let mut buf = BytesMut::from(bytes);
     let mut out = Vec::new();
     while let Some(item) = codec.decode(&mut buf)? {
@@ -402,9 +386,7 @@ mod tests {
             b"Action: Ping\r\nActionID: 3\r\ngarbage\r\n\r\nAction: Ping\r\n\r\n",
         )
         .unwrap();
-        assert!(
-            matches!(&items[0], Err(FrameError::MalformedHeader { action_id: Some(id), .. }) if id == "3")
-        );
+        assert!(matches!(&items[0], Err(FrameError::MalformedHeader { action_id: Some(id), .. }) if id == "3"));
         assert_eq!(items.len(), 2);
     }
 

@@ -52,11 +52,7 @@ impl Message {
 
     /// Sets a header: replaces the first one of that name, or appends it.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        match self
-            .headers
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
+        match self.headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
             Some((_, v)) => *v = value.into(),
             None => self.headers.push((name.to_string(), value.into())),
         }
@@ -125,9 +121,7 @@ impl Message {
         }
         for (name, value) in &self.headers {
             if name.is_empty() || name.contains(':') {
-                return Err(EncodeError::BadName {
-                    field: name.clone(),
-                });
+                return Err(EncodeError::BadName { field: name.clone() });
             }
             if has_line_break(name) {
                 return Err(EncodeError::LineBreak {
@@ -195,10 +189,7 @@ pub fn is_secret_header(name: &str) -> bool {
 impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Message {
     fn from_iter<T: IntoIterator<Item = (N, V)>>(iter: T) -> Self {
         Self {
-            headers: iter
-                .into_iter()
-                .map(|(n, v)| (n.into(), v.into()))
-                .collect(),
+            headers: iter.into_iter().map(|(n, v)| (n.into(), v.into())).collect(),
         }
     }
 }
@@ -236,10 +227,7 @@ mod tests {
         );
         assert!(err.to_string().contains("\"Value\""));
         let m = Message::action("Ping").with("X\nY", "1");
-        assert!(matches!(
-            m.to_bytes(),
-            Err(EncodeError::LineBreak { part: "name", .. })
-        ));
+        assert!(matches!(m.to_bytes(), Err(EncodeError::LineBreak { part: "name", .. })));
         assert!(matches!(Message::new().to_bytes(), Err(EncodeError::Empty)));
         assert!(matches!(
             Message::action("Ping").with("A:B", "1").to_bytes(),
@@ -249,9 +237,7 @@ mod tests {
 
     #[test]
     fn debug_hides_secrets() {
-        let m = Message::action("Login")
-            .with("Username", "u")
-            .with("Secret", "hunter2");
+        let m = Message::action("Login").with("Username", "u").with("Secret", "hunter2");
         let s = format!("{m:?}");
         assert!(!s.contains("hunter2"), "{s}");
     }

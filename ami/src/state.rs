@@ -97,9 +97,7 @@ impl DeviceState {
             DeviceState::Busy => ExtensionStatus::BUSY,
             DeviceState::Unknown | DeviceState::NotInuse => ExtensionStatus::IDLE,
             DeviceState::Unavailable | DeviceState::Invalid => ExtensionStatus::UNAVAILABLE,
-            DeviceState::Ringinuse => {
-                ExtensionStatus(ExtensionStatus::INUSE.0 | ExtensionStatus::RINGING.0)
-            }
+            DeviceState::Ringinuse => ExtensionStatus(ExtensionStatus::INUSE.0 | ExtensionStatus::RINGING.0),
             DeviceState::Ringing => ExtensionStatus::RINGING,
             DeviceState::Inuse => ExtensionStatus::INUSE,
         }
@@ -276,10 +274,7 @@ mod tests {
         ] {
             assert_eq!(d.extension_status(), ExtensionStatus(status));
             assert_eq!(ExtensionStatus(status).text(), text);
-            assert_eq!(
-                DeviceState::from_extension_status(ExtensionStatus(status)),
-                d
-            );
+            assert_eq!(DeviceState::from_extension_status(ExtensionStatus(status)), d);
         }
         assert_eq!(Invalid.extension_status(), Unavailable.extension_status());
         assert_eq!(ExtensionStatus(-1).text(), "Unknown");

@@ -22,10 +22,7 @@ fn config(sim: &Sim) -> ClientConfig {
 }
 
 /// Waits for the first event that `pred` accepts, skipping the others.
-async fn wait_for(
-    rx: &mut Receiver<ClientEvent>,
-    mut pred: impl FnMut(&ClientEvent) -> bool,
-) -> ClientEvent {
+async fn wait_for(rx: &mut Receiver<ClientEvent>, mut pred: impl FnMut(&ClientEvent) -> bool) -> ClientEvent {
     let deadline = Instant::now() + WAIT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -44,9 +41,7 @@ fn is_connected(ev: &ClientEvent) -> bool {
 
 fn device_event<'a>(ev: &'a ClientEvent, device: &str) -> Option<&'a Message> {
     match ev {
-        ClientEvent::Event(m)
-            if m.event_name() == Some("DeviceStateChange") && m.get("Device") == Some(device) =>
-        {
+        ClientEvent::Event(m) if m.event_name() == Some("DeviceStateChange") && m.get("Device") == Some(device) => {
             Some(m)
         }
         _ => None,
@@ -97,10 +92,7 @@ async fn pipelined_actions_each_get_their_own_answer() {
                     )
                     .await?;
                 let g = c
-                    .action(
-                        Message::action("Getvar")
-                            .with("Variable", format!("DEVICE_STATE(Custom:p{i})")),
-                    )
+                    .action(Message::action("Getvar").with("Variable", format!("DEVICE_STATE(Custom:p{i})")))
                     .await?;
                 Ok::<_, ActionError>((r, g, state))
             })
@@ -113,10 +105,7 @@ async fn pipelined_actions_each_get_their_own_answer() {
     }
     assert_eq!(sim.setvar_log().len(), n);
     assert_eq!(client.in_flight(), 0);
-    wait_for(&mut rx, |e| {
-        device_event(e, &format!("Custom:p{}", n - 1)).is_some()
-    })
-    .await;
+    wait_for(&mut rx, |e| device_event(e, &format!("Custom:p{}", n - 1)).is_some()).await;
 }
 
 #[tokio::test]
@@ -141,10 +130,7 @@ async fn list_is_collected_while_unrelated_events_interleave() {
                 .unwrap();
         }
     });
-    let list = client
-        .list(Message::action("DeviceStateList"))
-        .await
-        .unwrap();
+    let list = client.list(Message::action("DeviceStateList")).await.unwrap();
     noise.await.unwrap();
     let listed = list
         .items
@@ -156,10 +142,7 @@ async fn list_is_collected_while_unrelated_events_interleave() {
         list.complete.as_ref().and_then(|c| c.get("ListItems")),
         Some(list.items.len().to_string().as_str())
     );
-    assert!(list
-        .items
-        .iter()
-        .all(|m| m.action_id() == list.response.action_id()));
+    assert!(list.items.iter().all(|m| m.action_id() == list.response.action_id()));
     // The interleaved events went to the stream, not into the list.
     wait_for(&mut rx, |e| device_event(e, "Custom:n199").is_some()).await;
     let queues = client.list(Message::action("QueueStatus")).await.unwrap();
@@ -197,9 +180,7 @@ async fn refused_actions_and_injection_are_errors() {
         .action(Message::action("Command").with("Command", "core show version"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, ActionError::Rejected { ref message, .. } if message == "Permission denied")
-    );
+    assert!(matches!(err, ActionError::Rejected { ref message, .. } if message == "Permission denied"));
     let before = sim.setvar_log().len();
     let err = client
         .action(
@@ -229,10 +210,7 @@ async fn reconnects_after_dropped_connections_and_restart() {
     wait_for(&mut rx, |e| matches!(e, ClientEvent::Disconnected { .. })).await;
     wait_for(&mut rx, is_connected).await;
     // After the restart the state reads as Asterisk restores it: `Custom:SIP/100` is `Custom:100`.
-    let list = client
-        .list(Message::action("DeviceStateList"))
-        .await
-        .unwrap();
+    let list = client.list(Message::action("DeviceStateList")).await.unwrap();
     let customs: Vec<_> = list
         .items
         .iter()
@@ -240,13 +218,7 @@ async fn reconnects_after_dropped_connections_and_restart() {
         .filter(|d| d.starts_with("Custom:"))
         .collect();
     assert_eq!(customs, ["Custom:100"]);
-    assert!(
-        client
-            .stats()
-            .connects
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 3
-    );
+    assert!(client.stats().connects.load(std::sync::atomic::Ordering::Relaxed) >= 3);
 }
 
 #[tokio::test]
@@ -292,10 +264,7 @@ async fn slow_consumer_loses_counted_events_never_the_session() {
     // The session is alive (the reader never blocked, so the server did not drop us).
     client.action(Message::action("Ping")).await.unwrap();
     assert_eq!(sim.sessions(), 1);
-    let dropped = client
-        .stats()
-        .events_dropped
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = client.stats().events_dropped.load(std::sync::atomic::Ordering::Relaxed);
     assert!(dropped > 1000, "dropped {dropped}");
     let ev = wait_for(&mut rx, |e| matches!(e, ClientEvent::Lagged { .. })).await;
     let ClientEvent::Lagged { dropped: told } = ev else {
@@ -328,9 +297,7 @@ async fn refused_login_is_retried_slowly_and_never_logs_the_secret() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let sim = Sim::start(SimConfig::fixture_server().fast())
-        .await
-        .unwrap();
+    let sim = Sim::start(SimConfig::fixture_server().fast()).await.unwrap();
     for auth in [AuthMethod::Plain, AuthMethod::Md5] {
         let mut cfg = config(&sim);
         cfg.auth = auth;
@@ -339,22 +306,13 @@ async fn refused_login_is_retried_slowly_and_never_logs_the_secret() {
         let (client, mut rx) = Client::start(cfg);
         let stats = client.stats();
         let deadline = Instant::now() + WAIT;
-        while stats
-            .login_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 0
-        {
+        while stats.login_failures.load(std::sync::atomic::Ordering::Relaxed) == 0 {
             assert!(Instant::now() < deadline, "no login attempt");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // One attempt, then a 30 s pause: no hot loop.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(
-            stats
-                .login_failures
-                .load(std::sync::atomic::Ordering::Relaxed),
-            1
-        );
+        assert_eq!(stats.login_failures.load(std::sync::atomic::Ordering::Relaxed), 1);
         assert!(rx.try_recv().is_err(), "no Connected");
         assert!(!client.is_connected());
     }
@@ -372,9 +330,7 @@ async fn malformed_messages_from_the_server_are_skipped_not_fatal() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
-        s.write_all(b"Asterisk Call Manager/11.0.0\r\n")
-            .await
-            .unwrap();
+        s.write_all(b"Asterisk Call Manager/11.0.0\r\n").await.unwrap();
         let mut buf = vec![0u8; 4096];
         let mut seen = String::new();
         // Answer Login and CoreSettings by their ActionIDs.
@@ -390,12 +346,9 @@ async fn malformed_messages_from_the_server_are_skipped_not_fatal() {
                 .unwrap()
                 .to_string();
             seen = rest.to_string();
-            s.write_all(
-                format!("Response: Success\r\nActionID: {id}\r\nAsteriskVersion: 22.10.1\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .unwrap();
+            s.write_all(format!("Response: Success\r\nActionID: {id}\r\nAsteriskVersion: 22.10.1\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
         }
         let long = "x".repeat(5000);
         s.write_all(format!("Event: Bad\r\nData: {long}\r\n\r\nEvent: Bad2\r\nno colon here\r\n\r\nEvent: DeviceStateChange\r\nDevice: Custom:ok\r\nState: INUSE\r\n\r\n").as_bytes())
@@ -439,9 +392,7 @@ async fn events_respect_the_users_read_classes() {
     sim.set_device("SIP/200", DeviceState::Inuse);
     sim.set_custom("Custom:agent100", "NOT_INUSE");
     let ev = wait_for(&mut rx, |e| matches!(e, ClientEvent::Event(_))).await;
-    let ClientEvent::Event(m) = ev else {
-        unreachable!()
-    };
+    let ClientEvent::Event(m) = ev else { unreachable!() };
     assert_eq!(
         m.event_name(),
         Some("QueueMemberStatus"),

@@ -53,11 +53,7 @@ fn run(codec: &mut AmiCodec, input: &[u8], cuts: &[usize]) -> Vec<Result<Frame, 
             }
         }
         // Bounded: what stays buffered is less than one line.
-        assert!(
-            buf.len() < limits.max_line,
-            "buffer holds {} bytes",
-            buf.len()
-        );
+        assert!(buf.len() < limits.max_line, "buffer holds {} bytes", buf.len());
     }
     out
 }

@@ -39,23 +39,11 @@ fn check_pair(stem: &str) -> usize {
     let steps = parse(&annotated);
     let expected: Vec<Message> = steps
         .iter()
-        .filter_map(|s| {
-            if let Step::Recv(m) = s {
-                Some(m.clone())
-            } else {
-                None
-            }
-        })
+        .filter_map(|s| if let Step::Recv(m) = s { Some(m.clone()) } else { None })
         .collect();
     let banner = steps
         .iter()
-        .find_map(|s| {
-            if let Step::Banner(b) = s {
-                Some(b.clone())
-            } else {
-                None
-            }
-        })
+        .find_map(|s| if let Step::Banner(b) = s { Some(b.clone()) } else { None })
         .unwrap();
     assert!(!expected.is_empty(), "{stem}: no RECV block");
     for chunk in [1, 2, 3, 7, 64, 1000, usize::MAX] {
@@ -65,11 +53,7 @@ fn check_pair(stem: &str) -> usize {
             banner,
             "{stem}"
         );
-        assert_eq!(
-            got.len(),
-            expected.len(),
-            "{stem}: message count (chunk {chunk})"
-        );
+        assert_eq!(got.len(), expected.len(), "{stem}: message count (chunk {chunk})");
         for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
             assert_eq!(g, e, "{stem}: message {i} (chunk {chunk})");
         }
@@ -135,21 +119,12 @@ fn f07_queue_events_are_those_of_05() {
 /// 08 and 09 are listings as sent after a restart, with `#` notes and bare `\n` line ends.
 fn listing(name: &str) -> Vec<Message> {
     let text = String::from_utf8(read(name)).unwrap();
-    let body: String = text
-        .split_inclusive('\n')
-        .filter(|l| !l.starts_with('#'))
-        .collect();
+    let body: String = text.split_inclusive('\n').filter(|l| !l.starts_with('#')).collect();
     let body = body.trim_start_matches(['\r', '\n']);
     let items = decode_all(&mut AmiCodec::client(), body.as_bytes()).unwrap();
     items
         .into_iter()
-        .filter_map(|i| {
-            if let Ok(Frame::Message(m)) = i {
-                Some(m)
-            } else {
-                None
-            }
-        })
+        .filter_map(|i| if let Ok(Frame::Message(m)) = i { Some(m) } else { None })
         .collect()
 }
 
@@ -184,13 +159,9 @@ fn f09_slash_names_after_restart() {
 #[test]
 fn repo_copy_matches_shared_fixtures() {
     // CI and developers have ../shared beside the checkout; the copy in the repo must not drift.
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/ami/asterisk-22.10.1");
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/ami/asterisk-22.10.1");
     let Ok(entries) = std::fs::read_dir(&shared) else {
-        eprintln!(
-            "no shared fixtures at {}: copy not compared",
-            shared.display()
-        );
+        eprintln!("no shared fixtures at {}: copy not compared", shared.display());
         return;
     };
     for e in entries {

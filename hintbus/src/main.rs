@@ -28,9 +28,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("HINTBUS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("HINTBUS_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_target(false)
         .init();
     let cli = Cli::parse();

@@ -88,16 +88,9 @@ async fn sim_process_serves_ami_and_stops_on_sigterm() {
         .unwrap();
     // The shared hint `SIP/101&Custom:SIP/101` lights up.
     loop {
-        match tokio::time::timeout(WAIT, events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
+        match tokio::time::timeout(WAIT, events.recv()).await.unwrap().unwrap() {
             ClientEvent::Event(m) if m.event_name() == Some("ExtensionStatus") => {
-                assert_eq!(
-                    (m.get("Exten"), m.get("StatusText")),
-                    (Some("101"), Some("InUse"))
-                );
+                assert_eq!((m.get("Exten"), m.get("StatusText")), (Some("101"), Some("InUse")));
                 break;
             }
             _ => {}
@@ -126,10 +119,7 @@ async fn watch_prints_lamps_and_never_the_secret() {
         &[("HINTBUS_AMI_SECRET", "Wr0ngSecret")],
     );
     let lines = wait_line(&rx, "AMI login refused");
-    assert!(
-        lines.iter().all(|l| !l.contains("Wr0ngSecret")),
-        "{lines:#?}"
-    );
+    assert!(lines.iter().all(|l| !l.contains("Wr0ngSecret")), "{lines:#?}");
     terminate(child);
 }
 

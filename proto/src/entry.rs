@@ -33,7 +33,11 @@ pub struct Key {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Device(DeviceState),
-    Presence { state: PresenceState, subtype: String, message: String },
+    Presence {
+        state: PresenceState,
+        subtype: String,
+        message: String,
+    },
 }
 
 /// One state as it travels: key, value (None: the origin no longer has it), and the
@@ -80,7 +84,10 @@ pub fn valid_origin(s: &str) -> bool {
 /// A device or presentity name that is safe inside `DEVICE_STATE(...)`: no control characters
 /// (CR/LF would inject AMI headers), no parentheses or commas (function syntax).
 pub fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_NAME && s.chars().all(|c| !c.is_control() && !matches!(c, '(' | ')' | ',' | '"' | '\\'))
+    !s.is_empty()
+        && s.len() <= MAX_NAME
+        && s.chars()
+            .all(|c| !c.is_control() && !matches!(c, '(' | ')' | ',' | '"' | '\\'))
 }
 
 fn valid_text(s: &str) -> bool {
@@ -89,13 +96,28 @@ fn valid_text(s: &str) -> bool {
 
 impl Entry {
     pub fn device(origin: &str, name: &str, state: DeviceState) -> Entry {
-        Entry::from_value(Key { origin: origin.into(), kind: Kind::Device, name: name.into() }, Some(Value::Device(state)))
+        Entry::from_value(
+            Key {
+                origin: origin.into(),
+                kind: Kind::Device,
+                name: name.into(),
+            },
+            Some(Value::Device(state)),
+        )
     }
 
     pub fn presence(origin: &str, name: &str, state: PresenceState, subtype: &str, message: &str) -> Entry {
         Entry::from_value(
-            Key { origin: origin.into(), kind: Kind::Presence, name: name.into() },
-            Some(Value::Presence { state, subtype: subtype.into(), message: message.into() }),
+            Key {
+                origin: origin.into(),
+                kind: Kind::Presence,
+                name: name.into(),
+            },
+            Some(Value::Presence {
+                state,
+                subtype: subtype.into(),
+                message: message.into(),
+            }),
         )
     }
 
@@ -103,13 +125,29 @@ impl Entry {
         let (state, subtype, message) = match value {
             None => (None, String::new(), String::new()),
             Some(Value::Device(d)) => (Some(d.as_str().to_string()), String::new(), String::new()),
-            Some(Value::Presence { state, subtype, message }) => (Some(state.as_str().to_string()), subtype, message),
+            Some(Value::Presence {
+                state,
+                subtype,
+                message,
+            }) => (Some(state.as_str().to_string()), subtype, message),
         };
-        Entry { origin: key.origin, kind: key.kind, name: key.name, state, subtype, message, version: 0 }
+        Entry {
+            origin: key.origin,
+            kind: key.kind,
+            name: key.name,
+            state,
+            subtype,
+            message,
+            version: 0,
+        }
     }
 
     pub fn key(&self) -> Key {
-        Key { origin: self.origin.clone(), kind: self.kind, name: self.name.clone() }
+        Key {
+            origin: self.origin.clone(),
+            kind: self.kind,
+            name: self.name.clone(),
+        }
     }
 
     /// Checks every field and returns the typed value (None: removed).
@@ -126,11 +164,16 @@ impl Entry {
                 if !self.subtype.is_empty() || !self.message.is_empty() {
                     return Err(EntryError::TextOnDevice);
                 }
-                let d: DeviceState =
-                    state.parse().map_err(|_| EntryError::BadState { kind: Kind::Device, state: state.clone() })?;
+                let d: DeviceState = state.parse().map_err(|_| EntryError::BadState {
+                    kind: Kind::Device,
+                    state: state.clone(),
+                })?;
                 // "UNKNOWN" cannot be written by Setvar: a peer that means "gone" sends null.
                 if d == DeviceState::Unknown {
-                    return Err(EntryError::BadState { kind: Kind::Device, state: state.clone() });
+                    return Err(EntryError::BadState {
+                        kind: Kind::Device,
+                        state: state.clone(),
+                    });
                 }
                 Ok(Some(Value::Device(d)))
             }
@@ -138,9 +181,15 @@ impl Entry {
                 if !valid_text(&self.subtype) || !valid_text(&self.message) {
                     return Err(EntryError::BadText);
                 }
-                let p: PresenceState =
-                    state.parse().map_err(|_| EntryError::BadState { kind: Kind::Presence, state: state.clone() })?;
-                Ok(Some(Value::Presence { state: p, subtype: self.subtype.clone(), message: self.message.clone() }))
+                let p: PresenceState = state.parse().map_err(|_| EntryError::BadState {
+                    kind: Kind::Presence,
+                    state: state.clone(),
+                })?;
+                Ok(Some(Value::Presence {
+                    state: p,
+                    subtype: self.subtype.clone(),
+                    message: self.message.clone(),
+                }))
             }
         }
     }
@@ -154,11 +203,19 @@ mod tests {
     fn validation() {
         assert!(Entry::device("a", "SIP/100", DeviceState::Inuse).value().is_ok());
         assert!(Entry::device("a b", "SIP/100", DeviceState::Inuse).value().is_err());
-        assert!(Entry::device("a", "SIP/100\r\nAction: Originate", DeviceState::Inuse).value().is_err());
+        assert!(Entry::device("a", "SIP/100\r\nAction: Originate", DeviceState::Inuse)
+            .value()
+            .is_err());
         assert!(Entry::device("a", "x)", DeviceState::Inuse).value().is_err());
         assert!(Entry::device("a", &"x".repeat(80), DeviceState::Inuse).value().is_err());
         assert!(Entry::device("a", "SIP/1", DeviceState::Unknown).value().is_err());
-        let mut e = Entry::presence("a", "CustomPresence:1", PresenceState::Dnd, "", "in a meeting, back at 3");
+        let mut e = Entry::presence(
+            "a",
+            "CustomPresence:1",
+            PresenceState::Dnd,
+            "",
+            "in a meeting, back at 3",
+        );
         assert!(e.value().is_ok());
         e.message = "x\ny".into();
         assert_eq!(e.value(), Err(EntryError::BadText));

@@ -39,12 +39,20 @@ pub enum ErrorCode {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Msg {
     /// Agent -> broker, first: who I am. `instance` changes when the agent restarts.
-    Hello { server: String, instance: u64, software: String },
+    Hello {
+        server: String,
+        instance: u64,
+        software: String,
+    },
     /// Broker -> agent: accepted. `broker` changes when the broker restarts.
     Welcome { broker: u64, heartbeat_ms: u64 },
     /// Agent -> broker: my whole local state, in chunks; on `last` it replaces everything the
     /// broker holds for this origin (what is missing is removed).
-    Sync { sync_id: u64, entries: Vec<Entry>, last: bool },
+    Sync {
+        sync_id: u64,
+        entries: Vec<Entry>,
+        last: bool,
+    },
     /// Agent -> broker: changes of my local state.
     Update { entries: Vec<Entry> },
     /// Agent -> broker: send me everyone else's state.
@@ -114,9 +122,10 @@ impl Msg {
         }
         let env: Envelope<Msg> = serde_json::from_slice(frame).map_err(|e| DecodeError::Bad(short(e)))?;
         let n = match &env.msg {
-            Msg::Sync { entries, .. } | Msg::Update { entries } | Msg::Snapshot { entries, .. } | Msg::Updates { entries, .. } => {
-                entries.len()
-            }
+            Msg::Sync { entries, .. }
+            | Msg::Update { entries }
+            | Msg::Snapshot { entries, .. }
+            | Msg::Updates { entries, .. } => entries.len(),
             _ => 0,
         };
         if n > MAX_ENTRIES {
@@ -160,19 +169,44 @@ mod tests {
         };
         let bytes = m.encode();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(text.starts_with(r#"{"v":1,"type":"update","entries":[{"origin":"a","kind":"device","name":"SIP/100","state":"INUSE"}"#), "{text}");
+        assert!(
+            text.starts_with(
+                r#"{"v":1,"type":"update","entries":[{"origin":"a","kind":"device","name":"SIP/100","state":"INUSE"}"#
+            ),
+            "{text}"
+        );
         assert_eq!(Msg::decode(&bytes).unwrap(), m);
-        assert_eq!(Msg::decode(&Msg::SnapshotRequest.encode()).unwrap(), Msg::SnapshotRequest);
+        assert_eq!(
+            Msg::decode(&Msg::SnapshotRequest.encode()).unwrap(),
+            Msg::SnapshotRequest
+        );
     }
 
     #[test]
     fn refusals() {
-        assert_eq!(Msg::decode(br#"{"v":2,"type":"heartbeat"}"#), Err(DecodeError::Version(2)));
-        assert!(matches!(Msg::decode(br#"{"v":1,"type":"launch_missiles"}"#), Err(DecodeError::Bad(_))));
+        assert_eq!(
+            Msg::decode(br#"{"v":2,"type":"heartbeat"}"#),
+            Err(DecodeError::Version(2))
+        );
+        assert!(matches!(
+            Msg::decode(br#"{"v":1,"type":"launch_missiles"}"#),
+            Err(DecodeError::Bad(_))
+        ));
         assert!(matches!(Msg::decode(b"\xff\x00garbage"), Err(DecodeError::Bad(_))));
-        assert!(matches!(Msg::decode(br#"{"type":"heartbeat"}"#), Err(DecodeError::Bad(_))));
-        assert!(matches!(Msg::decode(&vec![b' '; MAX_FRAME + 1]), Err(DecodeError::TooLarge(_))));
-        let many = Msg::Update { entries: vec![Entry::device("a", "SIP/1", DeviceState::Inuse); MAX_ENTRIES + 1] };
-        assert!(matches!(Msg::decode(&many.encode()), Err(DecodeError::TooManyEntries(_))));
+        assert!(matches!(
+            Msg::decode(br#"{"type":"heartbeat"}"#),
+            Err(DecodeError::Bad(_))
+        ));
+        assert!(matches!(
+            Msg::decode(&vec![b' '; MAX_FRAME + 1]),
+            Err(DecodeError::TooLarge(_))
+        ));
+        let many = Msg::Update {
+            entries: vec![Entry::device("a", "SIP/1", DeviceState::Inuse); MAX_ENTRIES + 1],
+        };
+        assert!(matches!(
+            Msg::decode(&many.encode()),
+            Err(DecodeError::TooManyEntries(_))
+        ));
     }
 }

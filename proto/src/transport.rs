@@ -60,7 +60,11 @@ impl SocketOptions {
 
 fn inproc_name(what: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("inproc://hintbus-{what}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "inproc://hintbus-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The sending side of a bridged socket: cheap to clone, usable from any task.
@@ -137,7 +141,10 @@ pub fn dealer(
         .map_err(|_| zmq::Error::ENOMEM)?;
     Ok((
         Bridge {
-            sender: Sender { push: Arc::new(Mutex::new(push)), dropped: Arc::new(AtomicU64::new(0)) },
+            sender: Sender {
+                push: Arc::new(Mutex::new(push)),
+                dropped: Arc::new(AtomicU64::new(0)),
+            },
             stop,
             thread: Some(thread),
         },

@@ -13,13 +13,11 @@ use std::time::SystemTime;
 pub fn required_class(action: &str) -> Option<Classes> {
     let c = |list: &str| Some(Classes::parse(list));
     match action.to_ascii_lowercase().as_str() {
-        "ping" | "logoff" | "login" | "challenge" | "queuestatus" | "queuesummary" | "events" => {
-            Some(Classes::NONE)
-        }
+        "ping" | "logoff" | "login" | "challenge" | "queuestatus" | "queuesummary" | "events" => Some(Classes::NONE),
         "coresettings" | "corestatus" => c("system,reporting"),
         "setvar" => c("call"),
-        "getvar" | "devicestatelist" | "presencestatelist" | "extensionstatelist"
-        | "extensionstate" | "presencestate" => c("call,reporting"),
+        "getvar" | "devicestatelist" | "presencestatelist" | "extensionstatelist" | "extensionstate"
+        | "presencestate" => c("call,reporting"),
         "command" => c("command"),
         "originate" => c("originate"),
         "queueadd" | "queueremove" | "queuepause" => c("agent"),
@@ -77,11 +75,7 @@ pub fn handle(world: &mut World, write: Classes, msg: &Message) -> Vec<Message> 
         "extensionstate" => {
             let exten = msg.get("Exten").unwrap_or("");
             let context = msg.get("Context").unwrap_or("default");
-            let (hint, status) = match world
-                .hints
-                .iter()
-                .find(|h| h.exten == exten && h.context == context)
-            {
+            let (hint, status) = match world.hints.iter().find(|h| h.exten == exten && h.context == context) {
                 Some(h) => (h.text.clone(), h.status(|d| world.state_of(d))),
                 None => (String::new(), ExtensionStatus::DEACTIVATED),
             };
@@ -164,10 +158,7 @@ pub fn handle(world: &mut World, write: Classes, msg: &Message) -> Vec<Message> 
             }]
         }
         "queueremove" => {
-            let r = world.remove_member(
-                msg.get("Queue").unwrap_or(""),
-                msg.get("Interface").unwrap_or(""),
-            );
+            let r = world.remove_member(msg.get("Queue").unwrap_or(""), msg.get("Interface").unwrap_or(""));
             vec![match r {
                 Ok(()) => success(id, "Removed interface from queue"),
                 Err(e) => error(id, &e.to_string()),
@@ -189,12 +180,8 @@ fn setvar(world: &mut World, msg: &Message) -> Message {
     let value = msg.get("Value").unwrap_or("");
     world.setvar_log.push((var.to_string(), value.to_string()));
     let ok = match function_call(var) {
-        Some((func, arg)) if func.eq_ignore_ascii_case("DEVICE_STATE") => {
-            world.write_custom_device(arg, value)
-        }
-        Some((func, arg)) if func.eq_ignore_ascii_case("PRESENCE_STATE") => {
-            world.write_custom_presence(arg, value)
-        }
+        Some((func, arg)) if func.eq_ignore_ascii_case("DEVICE_STATE") => world.write_custom_device(arg, value),
+        Some((func, arg)) if func.eq_ignore_ascii_case("PRESENCE_STATE") => world.write_custom_presence(arg, value),
         Some(_) => false,
         None => {
             world.globals.insert(var.to_string(), value.to_string());
@@ -214,9 +201,7 @@ fn getvar(world: &World, msg: &Message) -> Message {
         return error(id, "No variable specified");
     };
     let value = match function_call(var) {
-        Some((func, arg)) if func.eq_ignore_ascii_case("DEVICE_STATE") => {
-            world.state_of(arg).as_str().to_string()
-        }
+        Some((func, arg)) if func.eq_ignore_ascii_case("DEVICE_STATE") => world.state_of(arg).as_str().to_string(),
         Some((func, arg)) if func.eq_ignore_ascii_case("PRESENCE_STATE") => {
             let (provider, field) = arg.split_once(',').unwrap_or((arg, "value"));
             let p = world.presence_of(provider);
@@ -231,9 +216,7 @@ fn getvar(world: &World, msg: &Message) -> Message {
         Some(_) => String::new(),
         None => world.globals.get(var).cloned().unwrap_or_default(),
     };
-    response("Success", id)
-        .with("Variable", var)
-        .with("Value", value)
+    response("Success", id).with("Variable", var).with("Value", value)
 }
 
 /// `NAME(arg)` -> (NAME, arg).
@@ -254,11 +237,7 @@ fn queue_status(world: &World, msg: &Message) -> Vec<Message> {
         }
         m
     };
-    for q in world
-        .queues
-        .iter()
-        .filter(|q| only_queue.is_none_or(|n| n == q.name))
-    {
+    for q in world.queues.iter().filter(|q| only_queue.is_none_or(|n| n == q.name)) {
         out.push(with_id(
             Message::new()
                 .with("Event", "QueueParams")
@@ -269,10 +248,7 @@ fn queue_status(world: &World, msg: &Message) -> Vec<Message> {
                 .with("Holdtime", "0")
                 .with(
                     "TalkTime",
-                    q.talk_time
-                        .checked_div(q.completed)
-                        .unwrap_or(0)
-                        .to_string(),
+                    q.talk_time.checked_div(q.completed).unwrap_or(0).to_string(),
                 )
                 .with("Completed", q.completed.to_string())
                 .with("Abandoned", q.abandoned.to_string())

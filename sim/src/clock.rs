@@ -43,10 +43,7 @@ mod tests {
     fn fixture_dates() {
         // 1795460960 is the Ping timestamp of fixture 02, captured 2026-11-23 19:09:20 UTC.
         let t = UNIX_EPOCH + Duration::from_secs(1_795_460_960);
-        assert_eq!(
-            date_time(t),
-            ("2026-11-23".to_string(), "19:09:20".to_string())
-        );
+        assert_eq!(date_time(t), ("2026-11-23".to_string(), "19:09:20".to_string()));
         assert_eq!(
             date_time(UNIX_EPOCH),
             ("1970-01-01".to_string(), "00:00:00".to_string())

@@ -56,20 +56,8 @@ impl Classes {
     pub fn parse_event_mask(value: Option<&str>) -> Classes {
         match value.map(str::trim) {
             None => Classes::ALL,
-            Some(v)
-                if ["on", "yes", "true", "1"]
-                    .iter()
-                    .any(|w| v.eq_ignore_ascii_case(w)) =>
-            {
-                Classes::ALL
-            }
-            Some(v)
-                if ["off", "no", "false", "0"]
-                    .iter()
-                    .any(|w| v.eq_ignore_ascii_case(w)) =>
-            {
-                Classes::NONE
-            }
+            Some(v) if ["on", "yes", "true", "1"].iter().any(|w| v.eq_ignore_ascii_case(w)) => Classes::ALL,
+            Some(v) if ["off", "no", "false", "0"].iter().any(|w| v.eq_ignore_ascii_case(w)) => Classes::NONE,
             Some(v) => Classes::parse(v),
         }
     }
@@ -102,11 +90,7 @@ mod tests {
     #[test]
     fn parse_and_print() {
         let c = Classes::parse("system, call,agent,bogus");
-        assert!(
-            c.intersects(Classes::CALL)
-                && c.intersects(Classes::AGENT)
-                && !c.intersects(Classes::COMMAND)
-        );
+        assert!(c.intersects(Classes::CALL) && c.intersects(Classes::AGENT) && !c.intersects(Classes::COMMAND));
         assert_eq!(Classes::CALL.privilege_header(), "call,all");
         assert_eq!(Classes::parse_event_mask(Some("off")), Classes::NONE);
         assert_eq!(Classes::parse_event_mask(Some("on")), Classes::ALL);

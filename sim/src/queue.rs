@@ -33,8 +33,7 @@ impl Member {
     /// With `ringinuse=no` app_queue rings a member only when its device is free: this is the
     /// check the queue guard's `Custom:` state feeds.
     pub fn can_ring(&self, ringinuse: bool) -> bool {
-        !self.paused
-            && (ringinuse || matches!(self.status, DeviceState::NotInuse | DeviceState::Unknown))
+        !self.paused && (ringinuse || matches!(self.status, DeviceState::NotInuse | DeviceState::Unknown))
     }
 
     /// Available for `Queue:<q>_avail`.

@@ -161,20 +161,12 @@ impl Sim {
 
     /// The state a hint would see for `device`.
     pub fn device_state(&self, device: &str) -> DeviceState {
-        self.inner
-            .world
-            .lock()
-            .expect("world lock")
-            .state_of(device)
+        self.inner.world.lock().expect("world lock").state_of(device)
     }
 
     /// The presence a hint would see for `presentity`.
     pub fn presence(&self, presentity: &str) -> Option<PresenceValue> {
-        self.inner
-            .world
-            .lock()
-            .expect("world lock")
-            .presence_of(presentity)
+        self.inner.world.lock().expect("world lock").presence_of(presentity)
     }
 
     /// The extension status of a hint (what the phone's lamp shows).
@@ -188,31 +180,16 @@ impl Sim {
 
     /// Every Setvar received over AMI so far: (variable, value).
     pub fn setvar_log(&self) -> Vec<(String, String)> {
-        self.inner
-            .world
-            .lock()
-            .expect("world lock")
-            .setvar_log
-            .clone()
+        self.inner.world.lock().expect("world lock").setvar_log.clone()
     }
 
     pub fn clear_setvar_log(&self) {
-        self.inner
-            .world
-            .lock()
-            .expect("world lock")
-            .setvar_log
-            .clear();
+        self.inner.world.lock().expect("world lock").setvar_log.clear();
     }
 
     /// Logged-in sessions.
     pub fn sessions(&self) -> usize {
-        self.inner
-            .world
-            .lock()
-            .expect("world lock")
-            .subscribers
-            .len()
+        self.inner.world.lock().expect("world lock").subscribers.len()
     }
 
     pub fn queue_call(&self, queue: &str, caller: &str) -> Result<u64, QueueError> {
@@ -228,12 +205,7 @@ impl Sim {
         let mut epoch = self.inner.epoch.lock().expect("epoch lock");
         epoch.cancel();
         *epoch = CancellationToken::new();
-        self.inner
-            .world
-            .lock()
-            .expect("world lock")
-            .subscribers
-            .clear();
+        self.inner.world.lock().expect("world lock").subscribers.clear();
     }
 
     /// Restarts Asterisk: connections dropped, calls and device states lost, Custom states
@@ -270,10 +242,7 @@ impl Sim {
             if pred(&self.inner.world.lock().expect("world lock")) {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
                 return pred(&self.inner.world.lock().expect("world lock"));
             }
         }
@@ -281,8 +250,7 @@ impl Sim {
 
     /// Waits until a device has a state.
     pub async fn wait_device(&self, device: &str, state: DeviceState, limit: Duration) -> bool {
-        self.wait_until(limit, |w| w.state_of(device) == state)
-            .await
+        self.wait_until(limit, |w| w.state_of(device) == state).await
     }
 
     /// Stops the server: listener closed, sessions dropped.

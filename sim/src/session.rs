@@ -74,12 +74,8 @@ pub(crate) async fn run(inner: Arc<Inner>, stream: TcpStream, id: u64, kill: Can
             Err(bad) => {
                 let text = match bad {
                     FrameError::LineTooLong { .. } => "Failed to parse message: line too long",
-                    FrameError::TooManyHeaders { .. } => {
-                        "Failed to parse message: too many headers"
-                    }
-                    FrameError::MalformedHeader { .. } => {
-                        "Failed to parse message: malformed header"
-                    }
+                    FrameError::TooManyHeaders { .. } => "Failed to parse message: too many headers",
+                    FrameError::MalformedHeader { .. } => "Failed to parse message: malformed header",
                 };
                 if tx.try_send(error(bad.action_id(), text)).is_err() {
                     break;
@@ -97,12 +93,8 @@ pub(crate) async fn run(inner: Arc<Inner>, stream: TcpStream, id: u64, kill: Can
                 break;
             }
             (None, "challenge") => {
-                let reply = if msg
-                    .get("AuthType")
-                    .is_some_and(|t| t.eq_ignore_ascii_case("md5"))
-                {
-                    let c: String =
-                        format!("{:09}", rand::thread_rng().gen_range(0..1_000_000_000u32));
+                let reply = if msg.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5")) {
+                    let c: String = format!("{:09}", rand::thread_rng().gen_range(0..1_000_000_000u32));
                     challenge = Some(c.clone());
                     response("Success", aid).with("Challenge", c)
                 } else {
@@ -183,10 +175,7 @@ fn authenticate(inner: &Inner, msg: &Message, challenge: Option<&str>) -> Option
         .users
         .iter()
         .find(|u| u.username.eq_ignore_ascii_case(username))?;
-    let ok = if msg
-        .get("AuthType")
-        .is_some_and(|t| t.eq_ignore_ascii_case("md5"))
-    {
+    let ok = if msg.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5")) {
         match (challenge, msg.get("Key")) {
             (Some(c), Some(key)) => key.eq_ignore_ascii_case(&md5_key(c, &user.secret)),
             _ => false,
@@ -230,9 +219,7 @@ async fn write_loop(
             Ok(Ok(())) => {}
             Ok(Err(_)) => break,
             Err(_) => {
-                tracing::warn!(
-                    "simulated Asterisk: write timed out, dropping the session (writetimeout)"
-                );
+                tracing::warn!("simulated Asterisk: write timed out, dropping the session (writetimeout)");
                 kill.cancel();
                 break;
             }

@@ -91,10 +91,7 @@ pub fn parse_presence(raw: &str) -> Option<PresenceValue> {
     let subtype = parts.next().unwrap_or("");
     let message = parts.next().unwrap_or("");
     // strsep stops at the next comma: a fifth field is ignored, as in Asterisk.
-    let options = parts
-        .next()
-        .map(|o| o.split(',').next().unwrap_or(""))
-        .unwrap_or("");
+    let options = parts.next().map(|o| o.split(',').next().unwrap_or("")).unwrap_or("");
     if !options.is_empty() && !options.contains('e') {
         return None;
     }
@@ -164,8 +161,7 @@ impl World {
         for (key, value) in &self.astdb_devstate {
             let name = key.rsplit('/').next().unwrap_or(key);
             let state = value.parse().unwrap_or(DeviceState::Unknown);
-            self.devices
-                .insert(truncate_device(&format!("Custom:{name}")), state);
+            self.devices.insert(truncate_device(&format!("Custom:{name}")), state);
         }
         // func_presencestate's load_module announces `CustomPresence:<after last '/'>` and the
         // provider then reads astdb under that shorter key: a name with '/' is not restored.
@@ -180,19 +176,11 @@ impl World {
             .collect();
         self.presence.extend(restored);
         let t = now_secs();
-        self.queues = self
-            .config
-            .queues
-            .iter()
-            .map(|q| Queue::from_config(q, t))
-            .collect();
+        self.queues = self.config.queues.iter().map(|q| Queue::from_config(q, t)).collect();
         self.refresh_queues(false);
         for i in 0..self.hints.len() {
             self.hints[i].last_status = self.hints[i].status(|d| self.state_of(d));
-            self.hints[i].last_presence = self.hints[i]
-                .presence
-                .as_deref()
-                .and_then(|p| self.presence_of(p));
+            self.hints[i].last_presence = self.hints[i].presence.as_deref().and_then(|p| self.presence_of(p));
         }
         self.pending.clear();
     }
@@ -218,11 +206,7 @@ impl World {
         }
         if let Some(hint) = device.strip_prefix("hint:") {
             let (exten, context) = hint.split_once('@').unwrap_or((hint, "default"));
-            if let Some(h) = self
-                .hints
-                .iter()
-                .find(|h| h.exten == exten && h.context == context)
-            {
+            if let Some(h) = self.hints.iter().find(|h| h.exten == exten && h.context == context) {
                 return DeviceState::aggregate(h.devices.iter().map(|d| self.state_of(d)));
             }
         }
@@ -259,7 +243,10 @@ impl World {
                     match s.tx.try_send(msg.clone()) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
-                            tracing::warn!(session = s.id, "simulated Asterisk: client too slow to read, dropping it (writetimeout)");
+                            tracing::warn!(
+                                session = s.id,
+                                "simulated Asterisk: client too slow to read, dropping it (writetimeout)"
+                            );
                             s.kill.cancel();
                             return false;
                         }
@@ -297,8 +284,7 @@ impl World {
             Ok(DeviceState::Unknown) | Err(_) => return false,
             Ok(s) => s,
         };
-        self.astdb_devstate
-            .insert(name.to_string(), state.as_str().to_string());
+        self.astdb_devstate.insert(name.to_string(), state.as_str().to_string());
         self.set_device(&format!("Custom:{name}"), state);
         true
     }
@@ -315,8 +301,7 @@ impl World {
         let Some(p) = parse_presence(value) else {
             return false;
         };
-        self.astdb_presence
-            .insert(name.to_string(), value.to_string());
+        self.astdb_presence.insert(name.to_string(), value.to_string());
         self.presence.insert(target.to_string(), p.clone());
         self.emit(Classes::CALL, presence_state_change(target, &p));
         for i in 0..self.hints.len() {
@@ -399,10 +384,7 @@ impl World {
         self.next_unique += 1;
         format!(
             "{}.{}",
-            self.started
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs(),
+            self.started.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
             n
         )
     }
@@ -444,11 +426,7 @@ impl World {
             queue::caller_event("QueueCallerJoin", &call, count, count),
         );
         let ringinuse = self.queues[qi].ringinuse;
-        let Some(mi) = self.queues[qi]
-            .members
-            .iter()
-            .position(|m| m.can_ring(ringinuse))
-        else {
+        let Some(mi) = self.queues[qi].members.iter().position(|m| m.can_ring(ringinuse)) else {
             self.calls.insert(id, call);
             return Err(QueueError::NoMemberAvailable {
                 queue: queue.into(),
@@ -469,16 +447,10 @@ impl World {
             linkedid: uid,
         };
         call.member = Some((dest.clone(), member.interface.clone()));
-        self.emit(
-            Classes::AGENT,
-            queue::agent_event("AgentCalled", &call, &member),
-        );
+        self.emit(Classes::AGENT, queue::agent_event("AgentCalled", &call, &member));
         self.queues[qi].waiting.retain(|c| *c != id);
         let left = self.queues[qi].waiting.len();
-        self.emit(
-            Classes::AGENT,
-            queue::caller_event("QueueCallerLeave", &call, 1, left),
-        );
+        self.emit(Classes::AGENT, queue::caller_event("QueueCallerLeave", &call, 1, left));
         dest.state = 6;
         call.member = Some((dest, member.interface.clone()));
         let hold = call.joined_at.elapsed().as_secs();
@@ -511,16 +483,10 @@ impl World {
                 .with("OriginalPosition", "1")
                 .with("HoldTime", hold.to_string());
             self.emit(Classes::AGENT, ev);
-            self.emit(
-                Classes::AGENT,
-                queue::caller_event("QueueCallerLeave", &call, 1, 0),
-            );
+            self.emit(Classes::AGENT, queue::caller_event("QueueCallerLeave", &call, 1, 0));
             return Ok(());
         };
-        let talk = call
-            .connected_at
-            .map(|t| t.elapsed().as_secs())
-            .unwrap_or(0);
+        let talk = call.connected_at.map(|t| t.elapsed().as_secs()).unwrap_or(0);
         let qi = self
             .queues
             .iter()
@@ -549,22 +515,13 @@ impl World {
         if is_physical(&iface) {
             self.set_device(&iface, DeviceState::NotInuse);
         }
-        let ev = queue::member_event(
-            "QueueMemberStatus",
-            &self.queues[qi].name,
-            &self.queues[qi].members[mi],
-        );
+        let ev = queue::member_event("QueueMemberStatus", &self.queues[qi].name, &self.queues[qi].members[mi]);
         self.emit(Classes::AGENT, ev);
         Ok(())
     }
 
     /// A member is rung and does not answer: AgentCalled then AgentRingNoAnswer.
-    pub fn ring_no_answer(
-        &mut self,
-        queue: &str,
-        interface: &str,
-        caller_num: &str,
-    ) -> Result<(), QueueError> {
+    pub fn ring_no_answer(&mut self, queue: &str, interface: &str, caller_num: &str) -> Result<(), QueueError> {
         let (call, member) = self.ring_only(queue, interface, caller_num)?;
         self.emit(
             Classes::AGENT,
@@ -574,26 +531,13 @@ impl World {
     }
 
     /// A member is rung, answers, and the caller hangs up before the bridge: AgentDump.
-    pub fn dump(
-        &mut self,
-        queue: &str,
-        interface: &str,
-        caller_num: &str,
-    ) -> Result<(), QueueError> {
+    pub fn dump(&mut self, queue: &str, interface: &str, caller_num: &str) -> Result<(), QueueError> {
         let (call, member) = self.ring_only(queue, interface, caller_num)?;
-        self.emit(
-            Classes::AGENT,
-            queue::agent_event("AgentDump", &call, &member),
-        );
+        self.emit(Classes::AGENT, queue::agent_event("AgentDump", &call, &member));
         Ok(())
     }
 
-    fn ring_only(
-        &mut self,
-        queue: &str,
-        interface: &str,
-        caller_num: &str,
-    ) -> Result<(QueueCall, Member), QueueError> {
+    fn ring_only(&mut self, queue: &str, interface: &str, caller_num: &str) -> Result<(QueueCall, Member), QueueError> {
         let q = self
             .queues
             .iter()
@@ -631,10 +575,7 @@ impl World {
             connected_at: None,
             joined_at: Instant::now(),
         };
-        self.emit(
-            Classes::AGENT,
-            queue::agent_event("AgentCalled", &call, &member),
-        );
+        self.emit(Classes::AGENT, queue::agent_event("AgentCalled", &call, &member));
         Ok((call, member))
     }
 
@@ -658,11 +599,7 @@ impl World {
             .ok_or_else(|| QueueError::NoQueue(queue.into()))?;
         let m = Member {
             interface: interface.into(),
-            name: if name.is_empty() {
-                interface.into()
-            } else {
-                name.into()
-            },
+            name: if name.is_empty() { interface.into() } else { name.into() },
             state_interface: if state_interface.is_empty() {
                 interface.into()
             } else {
@@ -716,10 +653,8 @@ fn is_physical(interface: &str) -> bool {
 
 /// Case-insensitive prefix strip, as Asterisk's `strncasecmp` checks.
 pub fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    (s.len() >= prefix.len()
-        && s.is_char_boundary(prefix.len())
-        && s[..prefix.len()].eq_ignore_ascii_case(prefix))
-    .then(|| &s[prefix.len()..])
+    (s.len() >= prefix.len() && s.is_char_boundary(prefix.len()) && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
 }
 
 #[cfg(test)]
@@ -761,9 +696,6 @@ mod tests {
         let mut w = World::new(SimConfig::fixture_server());
         let long = format!("Custom:{}", "x".repeat(100));
         assert!(w.write_custom_device(&long, "INUSE"));
-        assert!(w
-            .devices
-            .keys()
-            .any(|k| k.len() == 79 && k.starts_with("Custom:xxx")));
+        assert!(w.devices.keys().any(|k| k.len() == 79 && k.starts_with("Custom:xxx")));
     }
 }

@@ -13,10 +13,7 @@ const WAIT: Duration = Duration::from_secs(5);
 type Conn = Framed<TcpStream, AmiCodec>;
 
 async fn login(sim: &Sim, events: &str) -> Conn {
-    let mut c = Framed::new(
-        TcpStream::connect(sim.addr()).await.unwrap(),
-        AmiCodec::client(),
-    );
+    let mut c = Framed::new(TcpStream::connect(sim.addr()).await.unwrap(), AmiCodec::client());
     assert!(matches!(c.next().await, Some(Ok(Ok(Frame::Banner(_))))));
     let user = sim.with_world(|w| w.config.users[0].clone());
     c.send(
@@ -38,10 +35,7 @@ async fn login(sim: &Sim, events: &str) -> Conn {
 }
 
 async fn next(c: &mut Conn) -> Option<Message> {
-    match tokio::time::timeout(WAIT, c.next())
-        .await
-        .expect("answer within 5 s")
-    {
+    match tokio::time::timeout(WAIT, c.next()).await.expect("answer within 5 s") {
         Some(Ok(Ok(Frame::Message(m)))) => Some(m),
         None | Some(Err(_)) => None,
         other => panic!("{other:?}"),
@@ -63,10 +57,7 @@ async fn actions_before_login_are_denied_and_idle_sessions_time_out() {
     let mut cfg = SimConfig::fixture_server();
     cfg.auth_timeout = Duration::from_millis(300);
     let sim = Sim::start(cfg).await.unwrap();
-    let mut c = Framed::new(
-        TcpStream::connect(sim.addr()).await.unwrap(),
-        AmiCodec::client(),
-    );
+    let mut c = Framed::new(TcpStream::connect(sim.addr()).await.unwrap(), AmiCodec::client());
     assert!(matches!(c.next().await, Some(Ok(Ok(Frame::Banner(_))))));
     let m = answer(
         &mut c,
@@ -96,9 +87,7 @@ async fn a_client_that_stops_reading_is_dropped_like_writetimeout() {
                 sim.set_presence(&format!("CustomPresence:f{i}"), &format!("away,,{big}"));
                 i += 1;
             }
-            while let Ok(Some(_)) =
-                tokio::time::timeout(Duration::from_millis(1), live.next()).await
-            {}
+            while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), live.next()).await {}
             tokio::task::yield_now().await;
         }
     })
@@ -111,10 +100,7 @@ async fn a_client_that_stops_reading_is_dropped_like_writetimeout() {
 async fn hints_aggregate_devices_and_mirrors() {
     let sim = Sim::start(SimConfig::pbx("a", &["100"])).await.unwrap();
     let mut c = login(&sim, "call").await;
-    assert_eq!(
-        sim.hint_status("100", "default"),
-        Some(ExtensionStatus::IDLE)
-    );
+    assert_eq!(sim.hint_status("100", "default"), Some(ExtensionStatus::IDLE));
     // The mirror alone lights the lamp.
     let m = answer(
         &mut c,
@@ -124,10 +110,7 @@ async fn hints_aggregate_devices_and_mirrors() {
     )
     .await;
     assert!(m.is_success());
-    assert_eq!(
-        sim.hint_status("100", "default"),
-        Some(ExtensionStatus::RINGING)
-    );
+    assert_eq!(sim.hint_status("100", "default"), Some(ExtensionStatus::RINGING));
     // Ringing plus the phone in use: InUse&Ringing.
     sim.set_device("SIP/100", DeviceState::Inuse);
     assert_eq!(sim.hint_status("100", "default"), Some(ExtensionStatus(9)));
@@ -139,14 +122,8 @@ async fn hints_aggregate_devices_and_mirrors() {
             m.get("Status").or(m.get("State")).unwrap_or("").to_string(),
         ));
     }
-    assert!(
-        seen.contains(&("ExtensionStatus".into(), "9".into())),
-        "{seen:?}"
-    );
-    assert!(
-        seen.contains(&("DeviceStateChange".into(), "INUSE".into())),
-        "{seen:?}"
-    );
+    assert!(seen.contains(&("ExtensionStatus".into(), "9".into())), "{seen:?}");
+    assert!(seen.contains(&("DeviceStateChange".into(), "INUSE".into())), "{seen:?}");
 }
 
 #[tokio::test]
@@ -244,10 +221,7 @@ async fn dropped_connections_and_mute() {
     while next(&mut c).await.is_some() {}
     assert_eq!(sim.sessions(), 0);
     sim.set_mute(true);
-    let mut mute = Framed::new(
-        TcpStream::connect(sim.addr()).await.unwrap(),
-        AmiCodec::client(),
-    );
+    let mut mute = Framed::new(TcpStream::connect(sim.addr()).await.unwrap(), AmiCodec::client());
     assert!(
         tokio::time::timeout(Duration::from_millis(300), mute.next())
             .await

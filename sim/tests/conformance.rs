@@ -22,10 +22,7 @@ fn transcript(name: &str) -> Vec<Step> {
 }
 
 async fn connect(sim: &Sim) -> (Conn, String) {
-    let mut conn = Framed::new(
-        TcpStream::connect(sim.addr()).await.unwrap(),
-        AmiCodec::client(),
-    );
+    let mut conn = Framed::new(TcpStream::connect(sim.addr()).await.unwrap(), AmiCodec::client());
     let banner = match conn.next().await {
         Some(Ok(Ok(Frame::Banner(b)))) => b,
         other => panic!("no banner: {other:?}"),
@@ -58,10 +55,7 @@ async fn until_barrier(conn: &mut Conn, n: usize) -> Vec<Message> {
 }
 
 fn sorted(msgs: &[Message]) -> Vec<String> {
-    let mut v: Vec<String> = msgs
-        .iter()
-        .map(|m| format!("{:?}", normalized(m)))
-        .collect();
+    let mut v: Vec<String> = msgs.iter().map(|m| format!("{:?}", normalized(m))).collect();
     v.sort();
     v
 }
@@ -101,17 +95,10 @@ async fn replay(sim: &Sim, name: &str, stop_before: &[&str]) -> usize {
                 } else {
                     until_barrier(&mut conn, i).await
                 };
-                assert_eq!(
-                    sorted(&got),
-                    sorted(&expected),
-                    "{name}: answer to {action:?}"
-                );
+                assert_eq!(sorted(&got), sorted(&expected), "{name}: answer to {action:?}");
                 // Field order matters too (for the ones that are not reordered by Asterisk).
                 for g in &got {
-                    let e = expected
-                        .iter()
-                        .find(|e| normalized(e) == normalized(g))
-                        .unwrap();
+                    let e = expected.iter().find(|e| normalized(e) == normalized(g)).unwrap();
                     assert_eq!(
                         g.headers().iter().map(|h| &h.0).collect::<Vec<_>>(),
                         e.headers().iter().map(|h| &h.0).collect::<Vec<_>>()
@@ -220,18 +207,12 @@ async fn f07_queue_call_events_have_the_recorded_fields() {
             .iter()
             .find(|m| m.event_name() == Some(event))
             .unwrap_or_else(|| panic!("no {event}"));
-        let theirs = recorded
-            .iter()
-            .find(|m| m.event_name() == Some(event))
-            .unwrap();
+        let theirs = recorded.iter().find(|m| m.event_name() == Some(event)).unwrap();
         assert_eq!(names(ours), names(theirs), "{event}");
         for field in ["Queue", "Interface", "MemberName", "Privilege"] {
             assert_eq!(ours.get(field), theirs.get(field), "{event} {field}");
         }
     }
-    let complete = got
-        .iter()
-        .find(|m| m.event_name() == Some("AgentComplete"))
-        .unwrap();
+    let complete = got.iter().find(|m| m.event_name() == Some("AgentComplete")).unwrap();
     assert_eq!(complete.get("Reason"), Some("agent"));
 }

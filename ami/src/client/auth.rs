@@ -15,10 +15,7 @@ mod tests {
     #[test]
     fn known_vector() {
         // md5("abc"), split between challenge and secret.
-        assert_eq!(
-            super::md5_key("ab", "c"),
-            "900150983cd24fb0d6963f7d28e17f72"
-        );
+        assert_eq!(super::md5_key("ab", "c"), "900150983cd24fb0d6963f7d28e17f72");
         assert_eq!(super::md5_key("", ""), "d41d8cd98f00b204e9800998ecf8427e");
     }
 }

@@ -45,11 +45,7 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    pub fn new(
-        addr: impl Into<String>,
-        username: impl Into<String>,
-        secret: impl Into<Secret>,
-    ) -> Self {
+    pub fn new(addr: impl Into<String>, username: impl Into<String>, secret: impl Into<Secret>) -> Self {
         let addr = addr.into();
         Self {
             name: addr.clone(),

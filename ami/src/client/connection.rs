@@ -43,37 +43,45 @@ enum SessionError {
 /// Delivers events to the consumer without ever waiting for it.
 struct EventSink {
     tx: mpsc::Sender<ClientEvent>,
+    /// Something was dropped: the consumer must be told.
+    lagging: bool,
+    /// Events (not notices) dropped since the consumer was last told.
     lagged: u64,
     name: String,
 }
 
 impl EventSink {
     fn deliver(&mut self, shared: &Shared, ev: ClientEvent) {
-        if self.lagged > 0 {
-            match self.tx.try_send(ClientEvent::Lagged {
-                dropped: self.lagged,
-            }) {
-                Ok(()) => {
-                    warn!(server = %self.name, dropped = self.lagged, "AMI event consumer lagged; events were dropped, resync advised");
-                    self.lagged = 0;
-                }
-                Err(_) => {
-                    self.drop_one(shared);
-                    return;
-                }
+        if self.lagging {
+            match self.tx.try_send(ClientEvent::Lagged { dropped: self.lagged }) {
+                Ok(()) => self.told(),
+                Err(_) => return self.drop_one(shared, &ev),
             }
         }
+        let is_event = matches!(ev, ClientEvent::Event(_));
         if self.tx.try_send(ev).is_err() {
-            self.drop_one(shared);
+            if !self.lagging {
+                warn!(server = %self.name, "AMI event buffer full: dropping events until the consumer catches up");
+            }
+            self.lagging = true;
+            if is_event {
+                self.lagged += 1;
+                shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
-    fn drop_one(&mut self, shared: &Shared) {
-        if self.lagged == 0 {
-            warn!(server = %self.name, "AMI event buffer full: dropping events until the consumer catches up");
+    fn drop_one(&mut self, shared: &Shared, ev: &ClientEvent) {
+        if matches!(ev, ClientEvent::Event(_)) {
+            self.lagged += 1;
+            shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
-        self.lagged += 1;
-        shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn told(&mut self) {
+        warn!(server = %self.name, dropped = self.lagged, "AMI event consumer lagged; events were dropped, resync advised");
+        self.lagging = false;
+        self.lagged = 0;
     }
 }
 
@@ -82,6 +90,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, events: mpsc::Sender<ClientEv
     let cfg = &shared.config;
     let mut sink = EventSink {
         tx: events,
+        lagging: false,
         lagged: 0,
         name: cfg.name.clone(),
     };
@@ -123,11 +132,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, events: mpsc::Sender<ClientEv
 }
 
 /// One connection: connect, log in, then run until it breaks.
-async fn session(
-    shared: &Arc<Shared>,
-    sink: &mut EventSink,
-    backoff: &mut Backoff,
-) -> Result<(), SessionError> {
+async fn session(shared: &Arc<Shared>, sink: &mut EventSink, backoff: &mut Backoff) -> Result<(), SessionError> {
     let cfg = &shared.config;
     let stream = timeout(cfg.connect_timeout, TcpStream::connect(&cfg.addr))
         .await
@@ -154,6 +159,7 @@ async fn session(
     shared.info.send_replace(Some(info.clone()));
     sink.deliver(shared, ClientEvent::Connected(info));
     for ev in early_events {
+        shared.stats.events_received.fetch_add(1, Ordering::Relaxed);
         sink.deliver(shared, ClientEvent::Event(ev));
     }
 
@@ -161,8 +167,7 @@ async fn session(
     let result = run(shared, sink, &mut reader, &out_tx, &mut write_task).await;
     if matches!(result, Err(SessionError::Shutdown)) {
         // Best effort goodbye, so Asterisk logs a clean logoff rather than a dropped socket.
-        let _ =
-            out_tx.try_send(Message::action("Logoff").with("ActionID", shared.next_action_id()));
+        let _ = out_tx.try_send(Message::action("Logoff").with("ActionID", shared.next_action_id()));
         drop(out_tx);
         let _ = timeout(Duration::from_millis(200), &mut write_task).await;
     }
@@ -191,8 +196,7 @@ async fn run(
     write_task: &mut tokio::task::JoinHandle<Result<(), CodecError>>,
 ) -> Result<(), SessionError> {
     let cfg = &shared.config;
-    let mut ping_timer =
-        tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
+    let mut ping_timer = tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
     ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The outstanding keepalive: its ActionID and its deadline.
     let mut ping: Option<(String, Instant)> = None;
@@ -236,11 +240,10 @@ async fn run(
                     _ => Err(SessionError::Closed),
                 };
             }
-            permit = lag_tx.reserve(), if sink.lagged > 0 => {
+            permit = lag_tx.reserve(), if sink.lagging => {
                 if let Ok(permit) = permit {
-                    warn!(server = %cfg.name, dropped = sink.lagged, "AMI event consumer lagged; events were dropped, resync advised");
                     permit.send(ClientEvent::Lagged { dropped: sink.lagged });
-                    sink.lagged = 0;
+                    sink.told();
                 }
             }
             _ = shared.shutdown.cancelled() => return Err(SessionError::Shutdown),
@@ -256,7 +259,11 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 fn dispatch(shared: &Shared, sink: &mut EventSink, msg: Message) {
-    match shared.pending.route(msg, shared.config.max_list_items) {
+    match shared.pending.route(
+        msg,
+        shared.config.max_list_items,
+        shared.stats.events_received.load(Ordering::Relaxed),
+    ) {
         Routed::Consumed => {}
         Routed::Event(ev) => {
             shared.stats.events_received.fetch_add(1, Ordering::Relaxed);

@@ -175,16 +175,11 @@ impl Client {
     /// Sends an action and waits for its response. `Response: Error` becomes
     /// [`ActionError::Rejected`] with Asterisk's message.
     pub async fn action(&self, action: Message) -> Result<Message, ActionError> {
-        self.action_timeout(action, self.shared.config.action_timeout)
-            .await
+        self.action_timeout(action, self.shared.config.action_timeout).await
     }
 
     /// [`Client::action`] with its own timeout.
-    pub async fn action_timeout(
-        &self,
-        mut action: Message,
-        timeout: Duration,
-    ) -> Result<Message, ActionError> {
+    pub async fn action_timeout(&self, mut action: Message, timeout: Duration) -> Result<Message, ActionError> {
         let name = action.action_name().unwrap_or("?").to_string();
         let id = self.shared.next_action_id();
         action.set("ActionID", id.clone());
@@ -200,6 +195,56 @@ impl Client {
                 message: answer.get("Message").unwrap_or("").to_string(),
             })
         }
+    }
+
+    /// Puts an action on the wire now, without waiting, and returns a future for its answer.
+    /// Actions sent one after another this way reach Asterisk in that order, which matters
+    /// when two writes of one device follow each other. Fails at once when disconnected or
+    /// when the connection's send queue is full.
+    pub fn send(
+        &self,
+        mut action: Message,
+    ) -> Result<impl std::future::Future<Output = Result<Message, ActionError>> + Send + 'static, ActionError> {
+        let name = action.action_name().unwrap_or("?").to_string();
+        let id = self.shared.next_action_id();
+        action.set("ActionID", id.clone());
+        action.validate()?;
+        let sender = self
+            .shared
+            .outbound
+            .lock()
+            .expect("outbound lock")
+            .clone()
+            .ok_or(ActionError::NotConnected)?;
+        let (tx, rx) = oneshot::channel();
+        self.shared.pending.insert(id.clone(), Waiter::Single(tx));
+        if sender.try_send(action).is_err() {
+            self.shared.pending.remove(&id);
+            return Err(ActionError::Disconnected);
+        }
+        let shared = self.shared.clone();
+        let timeout = shared.config.action_timeout;
+        Ok(async move {
+            let answer = match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) => Err(ActionError::Disconnected),
+                Err(_) => {
+                    shared.pending.remove(&id);
+                    Err(ActionError::Timeout {
+                        action: name.clone(),
+                        timeout,
+                    })
+                }
+            }?;
+            if answer.is_success() {
+                Ok(answer)
+            } else {
+                Err(ActionError::Rejected {
+                    action: name,
+                    message: answer.get("Message").unwrap_or("").to_string(),
+                })
+            }
+        })
     }
 
     /// Sends a list action (DeviceStateList, QueueStatus, ...) and collects its items up to the

@@ -15,6 +15,9 @@ pub struct ListResult {
     pub response: Message,
     pub items: Vec<Message>,
     pub complete: Option<Message>,
+    /// How many events the client had delivered (or dropped, see `Lagged`) before this list's
+    /// response arrived: events numbered below it are older than the list's items.
+    pub events_before: u64,
 }
 
 pub(crate) enum Waiter {
@@ -79,7 +82,7 @@ impl Pending {
     }
 
     /// Routes one message from Asterisk to its waiter, or back to the caller as an event.
-    pub fn route(&self, msg: Message, max_list_items: usize) -> Routed {
+    pub fn route(&self, msg: Message, max_list_items: usize, events_so_far: u64) -> Routed {
         let is_response = msg.response().is_some();
         let Some(id) = msg.action_id().map(str::to_owned) else {
             return if is_response {
@@ -115,11 +118,10 @@ impl Pending {
             } => {
                 if is_response {
                     let error = !msg.is_success();
-                    let listing = msg
-                        .get("EventList")
-                        .is_some_and(|v| v.eq_ignore_ascii_case("start"));
+                    let listing = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start"));
                     let action = action.clone();
                     result.response = msg;
+                    result.events_before = events_so_far;
                     *started = true;
                     if error || !listing {
                         drop(entry);
@@ -127,21 +129,14 @@ impl Pending {
                     }
                     return Routed::Consumed;
                 }
-                let done = msg
-                    .get("EventList")
-                    .is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
+                let done = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
                 if done {
                     result.complete = Some(msg);
                     drop(entry);
                     self.finish_list(&id, None);
                 } else if result.items.len() >= max_list_items {
                     drop(entry);
-                    self.fail(
-                        &id,
-                        ActionError::ListTooLong {
-                            limit: max_list_items,
-                        },
-                    );
+                    self.fail(&id, ActionError::ListTooLong { limit: max_list_items });
                 } else {
                     result.items.push(msg);
                 }

@@ -1,0 +1,59 @@
+//! What a broker needs to run.
+
+use proto::transport::SocketOptions;
+use std::time::Duration;
+
+/// What happens to a lost server's states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LostPolicy {
+    /// Its devices read UNAVAILABLE everywhere until it is back (the default: a dark lamp is
+    /// honest; a lamp frozen on "idle" invites calls to a dead server).
+    #[default]
+    Unavailable,
+    /// Its states stay as they were.
+    Keep,
+    /// Its states are removed (mirrors are set to INVALID, neutral in a hint).
+    Remove,
+}
+
+impl std::str::FromStr for LostPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "unavailable" => Ok(LostPolicy::Unavailable),
+            "keep" => Ok(LostPolicy::Keep),
+            "remove" => Ok(LostPolicy::Remove),
+            _ => Err("one of unavailable, keep, remove".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Where agents connect (ROUTER), e.g. `tcp://127.0.0.1:5560`.
+    pub listen: String,
+    /// Where observers subscribe to every change (PUB), e.g. `tcp://127.0.0.1:5561`.
+    pub feed: Option<String>,
+    /// How often agents and broker say something when idle.
+    pub heartbeat: Duration,
+    /// An agent silent for this long is lost.
+    pub lost_after: Duration,
+    pub lost_policy: LostPolicy,
+    /// Entries per Updates or Snapshot message.
+    pub batch: usize,
+    pub socket: SocketOptions,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "tcp://127.0.0.1:5560".into(),
+            feed: Some("tcp://127.0.0.1:5561".into()),
+            heartbeat: Duration::from_secs(1),
+            lost_after: Duration::from_secs(5),
+            lost_policy: LostPolicy::Unavailable,
+            batch: 500,
+            socket: SocketOptions::default(),
+        }
+    }
+}

@@ -1,0 +1,551 @@
+//! The broker: one thread owning the ROUTER (agents) and PUB (feed) sockets and the table.
+//!
+//! One thread, no locks: every update is applied, versioned and queued for every other agent
+//! in arrival order. Sends never block: an agent whose libzmq queue is full keeps its updates
+//! in its [`Outbox`](crate::outbox::Outbox), coalesced per key, and gets them when it catches
+//! up, so one slow or dead agent delays no one else.
+
+use crate::config::{BrokerConfig, LostPolicy};
+use crate::session::Session;
+use crate::stats::Stats;
+use crate::table::Table;
+use proto::message::MAX_ENTRIES;
+use proto::transport::context;
+use proto::{Entry, ErrorCode, Msg};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// Requests to the broker thread.
+enum Control {
+    Stop,
+    Table(mpsc::Sender<Vec<Entry>>),
+    Agents(mpsc::Sender<Vec<AgentInfo>>),
+}
+
+/// A live agent, for the status API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    pub server: String,
+    pub instance: u64,
+    pub queued: usize,
+    pub silent_ms: u64,
+}
+
+/// A running broker. Dropping it stops the thread.
+pub struct Broker {
+    control: mpsc::Sender<Control>,
+    wake: Mutex<zmq::Socket>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<Stats>,
+    endpoint: String,
+    feed_endpoint: Option<String>,
+    instance: u64,
+}
+
+impl Broker {
+    /// Binds the sockets (errors name the endpoint) and starts the broker thread.
+    pub fn start(config: BrokerConfig) -> Result<Broker, String> {
+        let ctx = context();
+        let router = ctx.socket(zmq::ROUTER).map_err(|e| e.to_string())?;
+        config.socket.apply(&router).map_err(|e| e.to_string())?;
+        router.set_router_mandatory(true).map_err(|e| e.to_string())?;
+        router
+            .bind(&config.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let endpoint = router
+            .get_last_endpoint()
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| config.listen.clone());
+        let feed = match &config.feed {
+            Some(ep) => {
+                let pub_ = ctx.socket(zmq::PUB).map_err(|e| e.to_string())?;
+                pub_.set_sndhwm(config.socket.hwm).map_err(|e| e.to_string())?;
+                pub_.set_linger(0).map_err(|e| e.to_string())?;
+                pub_.bind(ep)
+                    .map_err(|e| format!("cannot publish the feed on {ep}: {e}"))?;
+                Some(pub_)
+            }
+            None => None,
+        };
+        let feed_endpoint = feed
+            .as_ref()
+            .and_then(|s| s.get_last_endpoint().ok().and_then(Result::ok));
+        let wake_name = format!("inproc://hintbus-broker-wake-{}", rand::random::<u64>());
+        let wake_pull = ctx.socket(zmq::PULL).map_err(|e| e.to_string())?;
+        wake_pull.bind(&wake_name).map_err(|e| e.to_string())?;
+        let wake = ctx.socket(zmq::PUSH).map_err(|e| e.to_string())?;
+        wake.connect(&wake_name).map_err(|e| e.to_string())?;
+        let (control, control_rx) = mpsc::channel();
+        let stats = Arc::new(Stats::default());
+        let instance = rand::random::<u64>() >> 11; // fits a JSON number exactly
+        let mut core = Core {
+            config,
+            router,
+            feed,
+            wake: wake_pull,
+            control: control_rx,
+            table: Table::default(),
+            sessions: HashMap::new(),
+            stats: stats.clone(),
+            instance,
+            stopped: AtomicBool::new(false),
+        };
+        let thread = std::thread::Builder::new()
+            .name("hintbus-broker".into())
+            .spawn(move || core.run())
+            .map_err(|e| e.to_string())?;
+        info!(%endpoint, feed = ?feed_endpoint, "broker listening");
+        Ok(Broker {
+            control,
+            wake: Mutex::new(wake),
+            thread: Some(thread),
+            stats,
+            endpoint,
+            feed_endpoint,
+            instance,
+        })
+    }
+
+    /// The bound agent endpoint (with the real port when the config said `*`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn feed_endpoint(&self) -> Option<&str> {
+        self.feed_endpoint.as_deref()
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Changes when the broker restarts.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    fn request<T>(&self, make: impl FnOnce(mpsc::Sender<T>) -> Control) -> Option<T> {
+        let (tx, rx) = mpsc::channel();
+        self.control.send(make(tx)).ok()?;
+        let _ = self.wake.lock().expect("wake lock").send(&b"x"[..], zmq::DONTWAIT);
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    /// A copy of the whole table.
+    pub fn table(&self) -> Vec<Entry> {
+        self.request(Control::Table).unwrap_or_default()
+    }
+
+    /// The live agents.
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        self.request(Control::Agents).unwrap_or_default()
+    }
+
+    /// Stops the thread and closes the sockets.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.control.send(Control::Stop);
+        let _ = self.wake.lock().expect("wake lock").send(&b"x"[..], zmq::DONTWAIT);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Core {
+    config: BrokerConfig,
+    router: zmq::Socket,
+    feed: Option<zmq::Socket>,
+    wake: zmq::Socket,
+    control: mpsc::Receiver<Control>,
+    table: Table,
+    /// By ROUTER identity.
+    sessions: HashMap<Vec<u8>, Session>,
+    stats: Arc<Stats>,
+    instance: u64,
+    stopped: AtomicBool,
+}
+
+impl Core {
+    fn run(&mut self) {
+        let tick = (self.config.heartbeat / 4).max(Duration::from_millis(10));
+        let mut next_tick = Instant::now() + tick;
+        while !self.stopped.load(Ordering::Relaxed) {
+            let backlog = self.sessions.values().any(|s| !s.outbox.is_empty() || s.snapshot_owed);
+            let wait = if backlog {
+                Duration::from_millis(2)
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
+            let mut items = [
+                self.router.as_poll_item(zmq::POLLIN),
+                self.wake.as_poll_item(zmq::POLLIN),
+            ];
+            let _ = zmq::poll(&mut items, wait.as_millis().max(1) as i64);
+            let (readable, woken) = (items[0].is_readable(), items[1].is_readable());
+            if readable {
+                // Bounded per round so that fan-out and timers keep their turn under a flood.
+                for _ in 0..10_000 {
+                    match self.router.recv_multipart(zmq::DONTWAIT) {
+                        Ok(parts) => self.on_frames(parts),
+                        Err(_) => break,
+                    }
+                }
+            }
+            if woken {
+                while self.wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
+                while let Ok(c) = self.control.try_recv() {
+                    self.on_control(c);
+                }
+            }
+            if Instant::now() >= next_tick {
+                self.on_tick();
+                next_tick = Instant::now() + tick;
+            }
+            self.flush_all();
+        }
+        info!("broker stopped");
+    }
+
+    fn on_control(&mut self, c: Control) {
+        match c {
+            Control::Stop => self.stopped.store(true, Ordering::Relaxed),
+            Control::Table(tx) => {
+                let _ = tx.send(self.table.all().cloned().collect());
+            }
+            Control::Agents(tx) => {
+                let now = Instant::now();
+                let mut v: Vec<AgentInfo> = self
+                    .sessions
+                    .values()
+                    .map(|s| AgentInfo {
+                        server: s.server.clone(),
+                        instance: s.instance,
+                        queued: s.outbox.len(),
+                        silent_ms: now.duration_since(s.last_seen).as_millis() as u64,
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.server.cmp(&b.server));
+                let _ = tx.send(v);
+            }
+        }
+    }
+
+    fn send(&mut self, identity: &[u8], msg: &Msg) -> Result<(), zmq::Error> {
+        let r = self.router.send_multipart([identity, &msg.encode()[..]], zmq::DONTWAIT);
+        if let Some(s) = self.sessions.get_mut(identity) {
+            if r.is_ok() {
+                s.last_sent = Instant::now();
+            }
+        }
+        r
+    }
+
+    fn refuse(&mut self, identity: &[u8], code: ErrorCode, message: String) {
+        Stats::add(&self.stats.rejected, 1);
+        let server = self
+            .sessions
+            .get(identity)
+            .map(|s| s.server.clone())
+            .unwrap_or_else(|| "?".into());
+        warn!(%server, ?code, %message, "message from agent refused");
+        let _ = self.send(identity, &Msg::Error { code, message });
+    }
+
+    fn on_frames(&mut self, parts: Vec<Vec<u8>>) {
+        Stats::add(&self.stats.received, 1);
+        let [identity, frame] = <[Vec<u8>; 2]>::try_from(parts).unwrap_or_else(|p| {
+            // A DEALER sends one frame; anything else is not ours.
+            [p.first().cloned().unwrap_or_default(), Vec::new()]
+        });
+        let msg = match Msg::decode(&frame) {
+            Ok(m) => m,
+            Err(e) => return self.refuse(&identity, e.code(), e.to_string()),
+        };
+        if let Some(s) = self.sessions.get_mut(&identity) {
+            s.last_seen = Instant::now();
+        }
+        match msg {
+            Msg::Hello {
+                server,
+                instance,
+                software,
+            } => self.on_hello(identity, server, instance, software),
+            Msg::Heartbeat => {
+                if !self.sessions.contains_key(&identity) {
+                    self.refuse(&identity, ErrorCode::NotWelcome, "unknown session: send hello".into());
+                }
+            }
+            Msg::Error { code, message } => warn!(?code, %message, "agent reported an error"),
+            other => {
+                let Some(session) = self.sessions.get(&identity) else {
+                    return self.refuse(
+                        &identity,
+                        ErrorCode::NotWelcome,
+                        format!("{} before hello", other.kind()),
+                    );
+                };
+                let server = session.server.clone();
+                match other {
+                    Msg::Update { entries } => {
+                        if let Some(entries) = self.validated(&identity, &server, entries) {
+                            let changed: Vec<Entry> = entries.into_iter().filter_map(|e| self.table.apply(e)).collect();
+                            self.fan_out(changed);
+                        }
+                    }
+                    Msg::Sync { entries, last, .. } => {
+                        let Some(entries) = self.validated(&identity, &server, entries) else {
+                            return;
+                        };
+                        let s = self.sessions.get_mut(&identity).expect("session");
+                        if s.sync_buf.len() + entries.len() > 100 * MAX_ENTRIES {
+                            s.sync_buf.clear();
+                            return self.refuse(
+                                &identity,
+                                ErrorCode::TooLarge,
+                                "sync larger than 200000 entries".into(),
+                            );
+                        }
+                        s.sync_buf.extend(entries);
+                        if last {
+                            let all = std::mem::take(&mut s.sync_buf);
+                            debug!(%server, entries = all.len(), "sync");
+                            let changed = self.table.replace_origin(&server, all);
+                            self.fan_out(changed);
+                        }
+                    }
+                    Msg::SnapshotRequest => {
+                        let s = self.sessions.get_mut(&identity).expect("session");
+                        s.outbox.clear();
+                        s.snapshot_owed = true;
+                    }
+                    m => self.refuse(
+                        &identity,
+                        ErrorCode::BadMessage,
+                        format!("{} is not sent by agents", m.kind()),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Every entry valid and of the agent's own server, or the whole message is refused.
+    fn validated(&mut self, identity: &[u8], server: &str, entries: Vec<Entry>) -> Option<Vec<Entry>> {
+        for e in &entries {
+            if e.origin != server {
+                self.refuse(
+                    identity,
+                    ErrorCode::WrongOrigin,
+                    format!("agent of {server} sent a state of {}", e.origin),
+                );
+                return None;
+            }
+            if let Err(err) = e.value() {
+                self.refuse(identity, ErrorCode::BadEntry, err.to_string());
+                return None;
+            }
+        }
+        Some(
+            entries
+                .into_iter()
+                .map(|mut e| {
+                    e.version = 0;
+                    e
+                })
+                .collect(),
+        )
+    }
+
+    fn on_hello(&mut self, identity: Vec<u8>, server: String, instance: u64, software: String) {
+        if !proto::entry::valid_origin(&server) {
+            return self.refuse(
+                &identity,
+                ErrorCode::Refused,
+                format!("server id {server:?} is not valid"),
+            );
+        }
+        // The same server on a new connection (agent restarted or reconnected): the old
+        // session is over, and its states are not lost.
+        self.sessions.retain(|id, s| s.server != server || *id == identity);
+        info!(%server, instance, %software, "agent joined");
+        self.sessions
+            .insert(identity.clone(), Session::new(identity.clone(), server, instance));
+        Stats::set(&self.stats.agents, self.sessions.len() as u64);
+        let welcome = Msg::Welcome {
+            broker: self.instance,
+            heartbeat_ms: self.config.heartbeat.as_millis() as u64,
+        };
+        let _ = self.send(&identity, &welcome);
+    }
+
+    /// Queues changes for every agent but their origin's, and publishes them on the feed.
+    fn fan_out(&mut self, changed: Vec<Entry>) {
+        if changed.is_empty() {
+            return;
+        }
+        Stats::add(&self.stats.changes, changed.len() as u64);
+        Stats::set(&self.stats.entries, self.table.len() as u64);
+        for s in self.sessions.values_mut() {
+            let before = s.outbox.coalesced;
+            for e in changed.iter().filter(|e| e.origin != s.server) {
+                s.outbox.push(e.clone());
+            }
+            Stats::add(&self.stats.coalesced, s.outbox.coalesced - before);
+        }
+        if let Some(feed) = &self.feed {
+            for e in &changed {
+                let topic = format!(
+                    "{}.{}",
+                    if e.kind == proto::Kind::Device {
+                        "device"
+                    } else {
+                        "presence"
+                    },
+                    e.origin
+                );
+                let body = serde_json::to_vec(e).expect("entries serialize");
+                // PUB never blocks: a slow observer loses messages, agents are not affected.
+                let _ = feed.send_multipart([topic.as_bytes(), &body[..]], zmq::DONTWAIT);
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        let ids: Vec<Vec<u8>> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.outbox.is_empty() || s.snapshot_owed)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.flush(&id);
+        }
+    }
+
+    /// Sends what one agent is owed, until libzmq's queue for it is full.
+    fn flush(&mut self, id: &[u8]) {
+        let batch = self.config.batch.clamp(1, MAX_ENTRIES);
+        let Some(s) = self.sessions.get(id) else { return };
+        if s.snapshot_owed {
+            let seq = s.seq;
+            let entries: Vec<Entry> = self.table.others(&s.server).cloned().collect();
+            let chunks: Vec<&[Entry]> = if entries.is_empty() {
+                vec![&[]]
+            } else {
+                entries.chunks(batch).collect()
+            };
+            let n = chunks.len();
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                let msg = Msg::Snapshot {
+                    seq,
+                    entries: chunk.to_vec(),
+                    last: i + 1 == n,
+                };
+                // A snapshot is sent whole or not at all; a partial one is asked for again.
+                if let Err(e) = self.send(id, &msg) {
+                    Stats::add(&self.stats.backpressure, 1);
+                    debug!(error = %e, "snapshot deferred");
+                    if e == zmq::Error::EHOSTUNREACH {
+                        self.drop_session(id);
+                    }
+                    return;
+                }
+            }
+            Stats::add(&self.stats.snapshots, 1);
+            if let Some(s) = self.sessions.get_mut(id) {
+                s.snapshot_owed = false;
+            }
+        }
+        loop {
+            let Some(s) = self.sessions.get_mut(id) else { return };
+            if s.outbox.is_empty() {
+                return;
+            }
+            let entries = s.outbox.peek(batch);
+            let n = entries.len();
+            let msg = Msg::Updates {
+                seq: s.seq + 1,
+                entries,
+            };
+            match self.router.send_multipart([id, &msg.encode()[..]], zmq::DONTWAIT) {
+                Ok(()) => {
+                    s.seq += 1;
+                    s.outbox.commit(n);
+                    s.last_sent = Instant::now();
+                    Stats::add(&self.stats.sent_entries, n as u64);
+                }
+                Err(zmq::Error::EAGAIN) => {
+                    Stats::add(&self.stats.backpressure, 1);
+                    return;
+                }
+                Err(e) => {
+                    debug!(server = %s.server, error = %e, "agent unreachable");
+                    self.drop_session(id);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The connection is gone; the agent will come back with a new one, or be declared lost.
+    fn drop_session(&mut self, id: &[u8]) {
+        if let Some(s) = self.sessions.remove(id) {
+            info!(server = %s.server, "agent connection gone");
+            self.lost(&s.server);
+        }
+        Stats::set(&self.stats.agents, self.sessions.len() as u64);
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let lost: Vec<Vec<u8>> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.last_seen) > self.config.lost_after)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lost {
+            if let Some(s) = self.sessions.remove(&id) {
+                warn!(server = %s.server, silent = ?now.duration_since(s.last_seen), "agent lost (no heartbeat)");
+                Stats::add(&self.stats.lost, 1);
+                self.lost(&s.server);
+            }
+        }
+        Stats::set(&self.stats.agents, self.sessions.len() as u64);
+        let idle: Vec<Vec<u8>> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.last_sent) >= self.config.heartbeat && s.outbox.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in idle {
+            let _ = self.send(&id, &Msg::Heartbeat);
+        }
+    }
+
+    /// Applies the lost-server policy, unless another session serves that server now.
+    fn lost(&mut self, server: &str) {
+        if self.sessions.values().any(|s| s.server == server) {
+            return;
+        }
+        let changed = match self.config.lost_policy {
+            LostPolicy::Keep => Vec::new(),
+            LostPolicy::Unavailable => self.table.mark_devices(server, ami::DeviceState::Unavailable),
+            LostPolicy::Remove => self.table.remove_origin(server),
+        };
+        self.fan_out(changed);
+    }
+}

@@ -1,0 +1,39 @@
+//! One agent's session with the broker.
+
+use crate::outbox::Outbox;
+use proto::Entry;
+use std::time::Instant;
+
+pub struct Session {
+    /// The ROUTER identity of the agent's connection.
+    pub identity: Vec<u8>,
+    /// The server this agent speaks for.
+    pub server: String,
+    pub instance: u64,
+    pub last_seen: Instant,
+    pub last_sent: Instant,
+    /// Sequence of the last Updates sent.
+    pub seq: u64,
+    pub outbox: Outbox,
+    /// A snapshot is owed (asked for, or deferred by backpressure).
+    pub snapshot_owed: bool,
+    /// Chunks of a sync not yet complete.
+    pub sync_buf: Vec<Entry>,
+}
+
+impl Session {
+    pub fn new(identity: Vec<u8>, server: String, instance: u64) -> Session {
+        let now = Instant::now();
+        Session {
+            identity,
+            server,
+            instance,
+            last_seen: now,
+            last_sent: now,
+            seq: 0,
+            outbox: Outbox::default(),
+            snapshot_owed: false,
+            sync_buf: Vec::new(),
+        }
+    }
+}

@@ -1,1 +1,23 @@
+//! The hintbus agent: one Asterisk's states to the broker, everyone else's onto it.
+//!
+//! - [`config`]: what an agent needs.
+//! - [`template`]: where a remote state lands (`Custom:{device}`).
+//! - [`mirror`]: the mirror namespace, what it should show, what it shows.
+//! - [`local`]: this server's own states, and telling them from our own writes.
+//! - [`asterisk`]: reading states from AMI, writing them with Setvar.
+//! - [`link`]: the broker session (hello, snapshot, sequence, heartbeats).
+//! - [`run`]: the task that ties them together.
+//!
+//! The broker's agentless mode runs this same code for servers it reaches over AMI.
 
+pub mod asterisk;
+pub mod config;
+pub mod link;
+pub mod local;
+pub mod mirror;
+pub mod run;
+pub mod template;
+
+pub use config::AgentConfig;
+pub use run::{spawn, AgentHandle, AgentStats};
+pub use template::Template;

@@ -1,0 +1,45 @@
+//! What one agent needs: its server id, its Asterisk, the broker, and where remote states land.
+
+use crate::template::Template;
+use ami::ClientConfig;
+use proto::transport::SocketOptions;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This server's id in the federation (`origin` of its states).
+    pub server: String,
+    /// The AMI session to this server's Asterisk.
+    pub ami: ClientConfig,
+    /// The broker's agent endpoint, e.g. `tcp://10.0.0.1:5560`.
+    pub broker: String,
+    /// Where remote devices land, e.g. `Custom:{device}`.
+    pub device_template: Template,
+    /// Where remote presence lands, e.g. `CustomPresence:{resource}`.
+    pub presence_template: Template,
+    /// Local devices whose names start with one of these are not shared (app_queue's
+    /// `Queue:` pseudo-devices, `Local/` channels).
+    pub ignore: Vec<String>,
+    /// How often the agent tells the broker it is alive.
+    pub heartbeat: Duration,
+    /// A broker silent this long is presumed gone: the agent says hello again.
+    pub broker_timeout: Duration,
+    pub socket: SocketOptions,
+}
+
+impl AgentConfig {
+    /// Defaults for everything but the server id, the AMI session and the broker.
+    pub fn new(server: &str, ami: ClientConfig, broker: &str) -> AgentConfig {
+        AgentConfig {
+            server: server.to_string(),
+            ami,
+            broker: broker.to_string(),
+            device_template: Template::device("Custom:{device}").expect("default template"),
+            presence_template: Template::presence("CustomPresence:{resource}").expect("default template"),
+            ignore: vec!["Queue:".into(), "Local/".into()],
+            heartbeat: Duration::from_secs(1),
+            broker_timeout: Duration::from_secs(5),
+            socket: SocketOptions::default(),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The agent's side of the broker session: hello, welcome, snapshot, sequence check,
+//! heartbeats, and noticing a broker that restarted or went away.
+
+use proto::{Entry, ErrorCode, Msg};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Hello sent, no welcome yet.
+    Joining,
+    /// Welcomed; waiting for the snapshot.
+    Welcomed,
+    /// Snapshot applied; updates flow.
+    Live,
+}
+
+/// What the agent must do after a broker message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Nothing,
+    /// Send this to the broker.
+    Send(Msg),
+    /// A complete snapshot: replace (or, from a new broker, merge) the remote states; then
+    /// the local state is owed to the broker.
+    Snapshot {
+        entries: Vec<Entry>,
+        merge: bool,
+    },
+    /// Changes of remote states, in order.
+    Updates(Vec<Entry>),
+}
+
+pub struct Link {
+    pub server: String,
+    pub instance: u64,
+    pub state: State,
+    broker: Option<u64>,
+    /// The broker of the last snapshot applied (a different one means it restarted).
+    snapshot_broker: Option<u64>,
+    expected_seq: Option<u64>,
+    snapshot_buf: Vec<Entry>,
+    pub last_heard: Instant,
+    last_hello: Instant,
+    pub gaps: u64,
+}
+
+impl Link {
+    pub fn new(server: &str) -> Link {
+        Link {
+            server: server.to_string(),
+            instance: rand::random::<u64>() >> 11,
+            state: State::Joining,
+            broker: None,
+            snapshot_broker: None,
+            expected_seq: None,
+            snapshot_buf: Vec::new(),
+            last_heard: Instant::now(),
+            last_hello: Instant::now() - Duration::from_secs(3600),
+            gaps: 0,
+        }
+    }
+
+    pub fn hello(&mut self) -> Msg {
+        self.state = State::Joining;
+        self.expected_seq = None;
+        self.snapshot_buf.clear();
+        self.last_hello = Instant::now();
+        Msg::Hello {
+            server: self.server.clone(),
+            instance: self.instance,
+            software: format!("hintbus {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    pub fn on_message(&mut self, msg: Msg) -> Step {
+        self.last_heard = Instant::now();
+        match msg {
+            Msg::Welcome { broker, .. } => {
+                if self.broker.is_some_and(|b| b != broker) {
+                    info!(server = %self.server, "broker restarted: resynchronising");
+                }
+                self.broker = Some(broker);
+                self.state = State::Welcomed;
+                self.snapshot_buf.clear();
+                self.expected_seq = None;
+                Step::Send(Msg::SnapshotRequest)
+            }
+            Msg::Snapshot { seq, entries, last } => {
+                if self.state == State::Joining {
+                    return Step::Nothing;
+                }
+                self.snapshot_buf.extend(entries);
+                if !last {
+                    return Step::Nothing;
+                }
+                self.expected_seq = Some(seq + 1);
+                self.state = State::Live;
+                // From a broker that restarted, the snapshot may not hold every server yet:
+                // merge it, and let their syncs fill in the rest.
+                let merge = self.snapshot_broker.is_some() && self.snapshot_broker != self.broker;
+                self.snapshot_broker = self.broker;
+                Step::Snapshot {
+                    entries: std::mem::take(&mut self.snapshot_buf),
+                    merge,
+                }
+            }
+            Msg::Updates { seq, entries } => match self.expected_seq {
+                Some(want) if seq == want => {
+                    self.expected_seq = Some(seq + 1);
+                    Step::Updates(entries)
+                }
+                // Sent before the snapshot we are using: already in it.
+                Some(want) if seq < want => Step::Nothing,
+                Some(want) => {
+                    self.gaps += 1;
+                    warn!(server = %self.server, expected = want, got = seq, "updates lost: asking for a snapshot");
+                    self.expected_seq = None;
+                    self.state = State::Welcomed;
+                    Step::Send(Msg::SnapshotRequest)
+                }
+                None => Step::Nothing,
+            },
+            Msg::Heartbeat => Step::Nothing,
+            Msg::Error {
+                code: ErrorCode::NotWelcome,
+                ..
+            } => {
+                // The broker does not know us (it restarted, or our connection was replaced).
+                if self.last_hello.elapsed() > Duration::from_millis(200) {
+                    Step::Send(self.hello())
+                } else {
+                    Step::Nothing
+                }
+            }
+            Msg::Error { code, message } => {
+                warn!(server = %self.server, ?code, %message, "broker refused a message");
+                Step::Nothing
+            }
+            other => {
+                warn!(server = %self.server, kind = other.kind(), "unexpected message from broker");
+                Step::Nothing
+            }
+        }
+    }
+
+    /// Called every heartbeat: what to send.
+    pub fn on_tick(&mut self, timeout: Duration) -> Msg {
+        if self.state != State::Joining && self.last_heard.elapsed() > timeout {
+            warn!(server = %self.server, silent = ?self.last_heard.elapsed(), "broker silent: saying hello again");
+            return self.hello();
+        }
+        if self.state == State::Joining {
+            return self.hello();
+        }
+        Msg::Heartbeat
+    }
+}

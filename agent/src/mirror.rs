@@ -1,0 +1,267 @@
+//! The mirrors: what this server should show of every other server's states, and what it
+//! shows now.
+//!
+//! Every remote (origin, name) maps through the template to a local target name. The set of
+//! targets is the mirror namespace: states seen on those names are our own writes coming back
+//! (never republished), everything else on this server is genuine and shared. Two origins that
+//! map to one target are not allowed to overwrite each other silently: the target shows their
+//! combination (device states aggregated as in a hint, the newest presence), and a warning
+//! names the collision.
+
+use crate::template::Template;
+use ami::{DeviceState, PresenceState};
+use proto::{Key, Kind, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use tracing::warn;
+
+#[derive(Debug, Default)]
+struct Target {
+    kind: Option<Kind>,
+    /// Value by origin.
+    sources: BTreeMap<String, Value>,
+    /// Order in which sources last changed (for presence: newest wins).
+    stamp: BTreeMap<String, u64>,
+    collision_warned: bool,
+}
+
+#[derive(Debug)]
+pub struct Mirror {
+    device_template: Template,
+    presence_template: Template,
+    targets: HashMap<String, Target>,
+    by_key: HashMap<Key, String>,
+    /// What restarting Asterisk turns our slash names into (`Custom:SIP/100` -> `Custom:100`).
+    artifacts: HashSet<String>,
+    /// What this Asterisk holds on each target, as far as we know.
+    applied: HashMap<String, Value>,
+    /// Written and not yet confirmed.
+    inflight: HashMap<String, Value>,
+    clock: u64,
+    pub collisions: u64,
+    pub name_errors: u64,
+}
+
+impl Mirror {
+    pub fn new(device_template: Template, presence_template: Template) -> Mirror {
+        Mirror {
+            device_template,
+            presence_template,
+            targets: HashMap::new(),
+            by_key: HashMap::new(),
+            artifacts: HashSet::new(),
+            applied: HashMap::new(),
+            inflight: HashMap::new(),
+            clock: 0,
+            collisions: 0,
+            name_errors: 0,
+        }
+    }
+
+    /// Whether `name` is one of ours: a target we write.
+    pub fn is_target(&self, name: &str) -> bool {
+        self.targets.contains_key(name)
+    }
+
+    /// Whether `name` is what Asterisk's restore made of one of our targets.
+    pub fn is_artifact(&self, name: &str) -> bool {
+        self.artifacts.contains(name) && !self.targets.contains_key(name)
+    }
+
+    pub fn targets(&self) -> impl Iterator<Item = &String> {
+        self.targets.keys()
+    }
+
+    /// Sets (or with None removes) one remote state; returns the target it lands on.
+    pub fn set(&mut self, key: &Key, value: Option<Value>) -> Option<String> {
+        let target = match self.by_key.get(key) {
+            Some(t) => t.clone(),
+            None => {
+                let template = if key.kind == Kind::Device {
+                    &self.device_template
+                } else {
+                    &self.presence_template
+                };
+                match template.render(&key.origin, &key.name) {
+                    Ok(t) => {
+                        self.by_key.insert(key.clone(), t.clone());
+                        if key.kind == Kind::Device {
+                            if let Some((_, last)) = t.rsplit_once('/') {
+                                self.artifacts.insert(format!("Custom:{last}"));
+                            }
+                        }
+                        t
+                    }
+                    Err(e) => {
+                        self.name_errors += 1;
+                        warn!(origin = %key.origin, name = %key.name, error = %e, "remote state not mirrored");
+                        return None;
+                    }
+                }
+            }
+        };
+        self.clock += 1;
+        let t = self.targets.entry(target.clone()).or_default();
+        t.kind = Some(key.kind);
+        match value {
+            Some(v) => {
+                t.sources.insert(key.origin.clone(), v);
+                t.stamp.insert(key.origin.clone(), self.clock);
+            }
+            None => {
+                t.sources.remove(&key.origin);
+                t.stamp.remove(&key.origin);
+            }
+        }
+        if t.sources.len() > 1 && !t.collision_warned {
+            t.collision_warned = true;
+            self.collisions += 1;
+            let origins: Vec<&String> = t.sources.keys().collect();
+            warn!(%target, ?origins, "several servers map to one name: showing their combined state; use {{origin}} in the template to keep them apart");
+        }
+        Some(target)
+    }
+
+    /// Replaces every remote state with `all` (a snapshot); returns the targets touched.
+    /// With `merge`, states missing from `all` are kept (a new broker is still being filled).
+    pub fn replace_all(&mut self, all: Vec<(Key, Value)>, merge: bool) -> Vec<String> {
+        let mut touched = HashSet::new();
+        let incoming: HashSet<Key> = all.iter().map(|(k, _)| k.clone()).collect();
+        if !merge {
+            let known: Vec<Key> = self
+                .by_key
+                .iter()
+                .filter(|(k, t)| {
+                    !incoming.contains(*k) && self.targets.get(*t).is_some_and(|x| x.sources.contains_key(&k.origin))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in known {
+                touched.extend(self.set(&k, None));
+            }
+        }
+        for (k, v) in all {
+            touched.extend(self.set(&k, Some(v)));
+        }
+        touched.into_iter().collect()
+    }
+
+    /// What the target should show now.
+    pub fn desired(&self, target: &str) -> Option<Value> {
+        let t = self.targets.get(target)?;
+        Some(match t.kind? {
+            Kind::Device => Value::Device(DeviceState::aggregate(t.sources.values().filter_map(|v| match v {
+                Value::Device(d) => Some(*d),
+                _ => None,
+            }))),
+            Kind::Presence => {
+                let newest = t
+                    .stamp
+                    .iter()
+                    .max_by_key(|(_, s)| **s)
+                    .and_then(|(o, _)| t.sources.get(o));
+                newest.cloned().unwrap_or(Value::Presence {
+                    state: PresenceState::NotSet,
+                    subtype: String::new(),
+                    message: String::new(),
+                })
+            }
+        })
+    }
+
+    /// The value to write on `target`, if what it shows (or is about to) differs from what it
+    /// should.
+    pub fn needs_write(&self, target: &str) -> Option<Value> {
+        let want = self.desired(target)?;
+        let have = self.inflight.get(target).or_else(|| self.applied.get(target));
+        (have != Some(&want)).then_some(want)
+    }
+
+    pub fn mark_inflight(&mut self, target: &str, v: Value) {
+        self.inflight.insert(target.to_string(), v);
+    }
+
+    /// A write finished: Some(value) if it succeeded.
+    pub fn write_done(&mut self, target: &str, v: &Value, ok: bool) {
+        if self.inflight.get(target) == Some(v) {
+            self.inflight.remove(target);
+        }
+        if ok {
+            self.applied.insert(target.to_string(), v.clone());
+        }
+    }
+
+    /// Asterisk reported a value on a target (event or list).
+    pub fn observed(&mut self, target: &str, v: Value) {
+        self.applied.insert(target.to_string(), v);
+    }
+
+    /// Asterisk's state is unknown (reconnected): it will be re-read.
+    pub fn forget_applied(&mut self) {
+        self.applied.clear();
+        self.inflight.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeviceState::*;
+
+    fn key(origin: &str, name: &str) -> Key {
+        Key {
+            origin: origin.into(),
+            kind: Kind::Device,
+            name: name.into(),
+        }
+    }
+
+    fn mirror() -> Mirror {
+        Mirror::new(
+            Template::device("Custom:{device}").unwrap(),
+            Template::presence("CustomPresence:{resource}").unwrap(),
+        )
+    }
+
+    #[test]
+    fn collisions_aggregate_and_removal_neutralises() {
+        let mut m = mirror();
+        let t = m.set(&key("a", "SIP/100"), Some(Value::Device(Inuse))).unwrap();
+        m.set(&key("c", "SIP/100"), Some(Value::Device(NotInuse)));
+        assert_eq!(m.collisions, 1);
+        assert_eq!(m.desired(&t), Some(Value::Device(Inuse)));
+        m.set(&key("a", "SIP/100"), None);
+        assert_eq!(m.desired(&t), Some(Value::Device(NotInuse)));
+        m.set(&key("c", "SIP/100"), None);
+        assert_eq!(
+            m.desired(&t),
+            Some(Value::Device(Invalid)),
+            "no source left: neutral in the hint"
+        );
+        assert!(m.is_target("Custom:SIP/100"));
+        assert!(m.is_artifact("Custom:100"));
+    }
+
+    #[test]
+    fn writes_are_skipped_when_asterisk_already_has_the_value() {
+        let mut m = mirror();
+        let t = m.set(&key("a", "SIP/1"), Some(Value::Device(Busy))).unwrap();
+        assert_eq!(m.needs_write(&t), Some(Value::Device(Busy)));
+        m.mark_inflight(&t, Value::Device(Busy));
+        assert_eq!(m.needs_write(&t), None);
+        m.write_done(&t, &Value::Device(Busy), true);
+        assert_eq!(m.needs_write(&t), None);
+        m.forget_applied();
+        m.observed(&t, Value::Device(Busy));
+        assert_eq!(m.needs_write(&t), None);
+    }
+
+    #[test]
+    fn snapshot_replaces_or_merges() {
+        let mut m = mirror();
+        let t1 = m.set(&key("a", "SIP/1"), Some(Value::Device(Busy))).unwrap();
+        m.replace_all(vec![(key("a", "SIP/2"), Value::Device(Inuse))], true);
+        assert_eq!(m.desired(&t1), Some(Value::Device(Busy)));
+        m.replace_all(vec![(key("a", "SIP/2"), Value::Device(Inuse))], false);
+        assert_eq!(m.desired(&t1), Some(Value::Device(Invalid)));
+    }
+}

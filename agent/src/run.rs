@@ -1,0 +1,395 @@
+//! The agent: one task that joins its Asterisk (AMI) to the broker (ZeroMQ).
+//!
+//! Local side: on every AMI (re)connect the full state is re-read (DeviceStateList,
+//! PresenceStateList) and published as a sync; each change after that is published as it
+//! comes. Names in the mirror namespace are our own writes and are never published.
+//!
+//! Remote side: the broker's snapshot and updates set the mirrors, which are written with
+//! pipelined Setvars, skipping what Asterisk already shows, and re-applied after every AMI
+//! reconnect for whatever Asterisk lost.
+
+use crate::asterisk::{observed, setvar};
+use crate::config::AgentConfig;
+use crate::link::{Link, State, Step};
+use crate::local::{classify, Class, Local};
+use crate::mirror::Mirror;
+use ami::{Client, ClientEvent, Message};
+use proto::transport::{self, Sender};
+use proto::{Entry, Kind, Msg, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Counters of one agent.
+#[derive(Debug, Default)]
+pub struct AgentStats {
+    /// Local changes sent to the broker.
+    pub published: AtomicU64,
+    /// Setvars that succeeded.
+    pub writes: AtomicU64,
+    /// Setvars refused or lost.
+    pub write_errors: AtomicU64,
+    /// Events on our own mirror names (echoes), not republished.
+    pub echoes: AtomicU64,
+    /// Restore artifacts (`Custom:100` for `Custom:SIP/100`) not published.
+    pub artifacts: AtomicU64,
+    /// Full re-reads of the local Asterisk.
+    pub resyncs: AtomicU64,
+    /// Snapshots applied.
+    pub snapshots: AtomicU64,
+    /// Sequence gaps in the broker's updates.
+    pub gaps: AtomicU64,
+    /// Remote states applied from updates.
+    pub remote_updates: AtomicU64,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// A running agent.
+pub struct AgentHandle {
+    pub stats: Arc<AgentStats>,
+    pub client: Client,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AgentHandle {
+    /// Stops the agent and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// The result of one Setvar.
+struct WriteDone {
+    target: String,
+    value: Value,
+    result: Result<(), ami::client::ActionError>,
+}
+
+struct Agent {
+    cfg: AgentConfig,
+    client: Client,
+    broker: Sender,
+    link: Link,
+    mirror: Mirror,
+    local: Local,
+    /// The local state has been read since the last AMI (re)connect.
+    local_ready: bool,
+    /// Local changes waiting to be sent.
+    outgoing: Vec<Entry>,
+    /// Events consumed so far, to tell stale ones from a list's items.
+    events_seen: u64,
+    /// Events numbered below these are older than the last device / presence list.
+    device_list_at: u64,
+    presence_list_at: u64,
+    sync_id: u64,
+    writes: mpsc::UnboundedSender<WriteDone>,
+    stats: Arc<AgentStats>,
+}
+
+/// Starts an agent.
+pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
+    let (client, ami_rx) = Client::start(cfg.ami.clone());
+    let (bridge, broker_rx) = transport::dealer(&cfg.broker, &cfg.socket, |_| Ok(()))
+        .map_err(|e| format!("cannot connect to broker {}: {e}", cfg.broker))?;
+    let stats = Arc::new(AgentStats::default());
+    let shutdown = CancellationToken::new();
+    let (writes, writes_rx) = mpsc::unbounded_channel();
+    let agent = Agent {
+        link: Link::new(&cfg.server),
+        mirror: Mirror::new(cfg.device_template.clone(), cfg.presence_template.clone()),
+        local: Local::default(),
+        local_ready: false,
+        outgoing: Vec::new(),
+        events_seen: 0,
+        device_list_at: 0,
+        presence_list_at: 0,
+        sync_id: 0,
+        broker: bridge.sender.clone(),
+        client: client.clone(),
+        writes,
+        stats: stats.clone(),
+        cfg,
+    };
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        agent.run(ami_rx, broker_rx, writes_rx, stop).await;
+        drop(bridge);
+    });
+    Ok(AgentHandle {
+        stats,
+        client,
+        shutdown,
+        task,
+    })
+}
+
+impl Agent {
+    async fn run(
+        mut self,
+        mut ami_rx: mpsc::Receiver<ClientEvent>,
+        mut broker_rx: mpsc::Receiver<Vec<u8>>,
+        mut writes_rx: mpsc::UnboundedReceiver<WriteDone>,
+        shutdown: CancellationToken,
+    ) {
+        info!(server = %self.cfg.server, broker = %self.cfg.broker, ami = %self.cfg.ami.addr, "agent starting");
+        let hello = self.link.hello();
+        self.send(&hello);
+        let mut tick = tokio::time::interval(self.cfg.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = ami_rx.recv() => match ev {
+                    Some(ev) => self.on_ami(ev, &mut ami_rx).await,
+                    None => break,
+                },
+                frame = broker_rx.recv() => match frame {
+                    Some(f) => self.on_broker_frame(&f),
+                    None => break,
+                },
+                Some(done) = writes_rx.recv() => self.on_write_done(done),
+                _ = tick.tick() => {
+                    let m = self.link.on_tick(self.cfg.broker_timeout);
+                    self.send(&m);
+                }
+                _ = shutdown.cancelled() => break,
+            }
+            self.flush_outgoing();
+        }
+        self.client.shutdown();
+        info!(server = %self.cfg.server, "agent stopped");
+    }
+
+    fn send(&self, m: &Msg) {
+        self.broker.send(m.encode());
+    }
+
+    async fn on_ami(&mut self, ev: ClientEvent, ami_rx: &mut mpsc::Receiver<ClientEvent>) {
+        match ev {
+            ClientEvent::Connected(info) => {
+                info!(server = %self.cfg.server, asterisk = ?info.asterisk_version, "Asterisk connected: resynchronising");
+                self.resync(ami_rx).await;
+            }
+            ClientEvent::Lagged { dropped } => {
+                self.events_seen += dropped;
+                warn!(server = %self.cfg.server, dropped, "AMI events were dropped: resynchronising");
+                self.resync(ami_rx).await;
+            }
+            ClientEvent::Disconnected { reason } => {
+                info!(server = %self.cfg.server, %reason, "Asterisk disconnected");
+                self.local_ready = false;
+                self.mirror.forget_applied();
+            }
+            ClientEvent::Event(m) => {
+                let index = self.events_seen;
+                self.events_seen += 1;
+                self.on_event(&m, index);
+            }
+        }
+    }
+
+    fn on_event(&mut self, m: &Message, index: u64) {
+        let Some((kind, name, value)) = observed(m) else { return };
+        let list_at = if kind == Kind::Device {
+            self.device_list_at
+        } else {
+            self.presence_list_at
+        };
+        if index < list_at {
+            // Older than the list we just read: the list already has the newer value.
+            return;
+        }
+        self.observe(kind, name, value, true);
+    }
+
+    /// One state seen on this Asterisk, from an event or a list.
+    fn observe(&mut self, kind: Kind, name: String, value: Value, publish: bool) {
+        match classify(&name, &self.mirror, &self.cfg.ignore) {
+            Class::Mirror => {
+                add(&self.stats.echoes, 1);
+                self.mirror.observed(&name, value);
+            }
+            Class::Artifact => add(&self.stats.artifacts, 1),
+            Class::Ignored | Class::Invalid => {}
+            Class::Local => {
+                if self.local.set(kind, &name, value.clone())
+                    && publish
+                    && self.local_ready
+                    && self.link.state == State::Live
+                {
+                    self.outgoing.push(Entry::from_value(
+                        proto::Key {
+                            origin: self.cfg.server.clone(),
+                            kind,
+                            name,
+                        },
+                        Some(value),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Re-reads the whole local state, publishes it, and re-applies lost mirrors.
+    async fn resync(&mut self, _ami_rx: &mut mpsc::Receiver<ClientEvent>) {
+        add(&self.stats.resyncs, 1);
+        self.mirror.forget_applied();
+        let devices = self.client.list(Message::action("DeviceStateList")).await;
+        let presence = self.client.list(Message::action("PresenceStateList")).await;
+        let (devices, presence) = match (devices, presence) {
+            (Ok(d), Ok(p)) => (d, p),
+            (d, p) => {
+                let err = d.err().or(p.err()).map(|e| e.to_string()).unwrap_or_default();
+                warn!(server = %self.cfg.server, error = %err, "could not read the state lists; will retry on reconnect");
+                self.local_ready = false;
+                return;
+            }
+        };
+        self.device_list_at = devices.events_before;
+        self.presence_list_at = presence.events_before;
+        self.local = Local::default();
+        for item in devices.items.iter().chain(presence.items.iter()) {
+            if let Some((kind, name, value)) = observed(item) {
+                self.observe(kind, name, value, false);
+            }
+        }
+        self.local_ready = true;
+        debug!(server = %self.cfg.server, local = self.local.states.len(), "local state read");
+        if self.link.state == State::Live {
+            self.send_sync();
+        }
+        let targets: Vec<String> = self.mirror.targets().cloned().collect();
+        self.write_targets(targets);
+    }
+
+    fn send_sync(&mut self) {
+        self.sync_id += 1;
+        let entries = self.local.entries(&self.cfg.server);
+        add(&self.stats.published, entries.len() as u64);
+        let chunks: Vec<&[Entry]> = if entries.is_empty() {
+            vec![&[]]
+        } else {
+            entries.chunks(500).collect()
+        };
+        let n = chunks.len();
+        for (i, c) in chunks.into_iter().enumerate() {
+            self.send(&Msg::Sync {
+                sync_id: self.sync_id,
+                entries: c.to_vec(),
+                last: i + 1 == n,
+            });
+        }
+        self.outgoing.clear();
+    }
+
+    fn flush_outgoing(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(&mut self.outgoing);
+        add(&self.stats.published, entries.len() as u64);
+        for c in entries.chunks(500) {
+            self.send(&Msg::Update { entries: c.to_vec() });
+        }
+    }
+
+    fn on_broker_frame(&mut self, frame: &[u8]) {
+        let msg = match Msg::decode(frame) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(server = %self.cfg.server, error = %e, "bad frame from broker");
+                return;
+            }
+        };
+        match self.link.on_message(msg) {
+            Step::Nothing => {}
+            Step::Send(m) => self.send(&m),
+            Step::Snapshot { entries, merge } => {
+                add(&self.stats.snapshots, 1);
+                let values: Vec<(proto::Key, Value)> = entries
+                    .iter()
+                    .filter(|e| e.origin != self.cfg.server)
+                    .filter_map(|e| match e.value() {
+                        Ok(Some(v)) => Some((e.key(), v)),
+                        _ => None,
+                    })
+                    .collect();
+                let touched = self.mirror.replace_all(values, merge);
+                info!(server = %self.cfg.server, entries = entries.len(), merge, "snapshot applied");
+                self.write_targets(touched);
+                // The mirror namespace is known now: our own state can be told apart and sent.
+                if self.local_ready {
+                    self.reclassify_local();
+                    self.send_sync();
+                }
+            }
+            Step::Updates(entries) => {
+                add(&self.stats.remote_updates, entries.len() as u64);
+                let mut touched = Vec::with_capacity(entries.len());
+                for e in entries {
+                    if e.origin == self.cfg.server {
+                        continue;
+                    }
+                    match e.value() {
+                        Ok(v) => touched.extend(self.mirror.set(&e.key(), v)),
+                        Err(err) => warn!(server = %self.cfg.server, error = %err, "invalid entry from broker ignored"),
+                    }
+                }
+                self.write_targets(touched);
+            }
+        }
+        self.stats.gaps.store(self.link.gaps, Ordering::Relaxed);
+    }
+
+    /// Names read before the mirror namespace was known may be mirrors: drop those.
+    fn reclassify_local(&mut self) {
+        let mirror = &self.mirror;
+        let ignore = &self.cfg.ignore;
+        self.local
+            .states
+            .retain(|(_, name), _| classify(name, mirror, ignore) == Class::Local);
+    }
+
+    /// Writes every target whose value on Asterisk differs from what it should be, in order.
+    fn write_targets(&mut self, targets: Vec<String>) {
+        if !self.client.is_connected() {
+            return;
+        }
+        for target in targets {
+            let Some(value) = self.mirror.needs_write(&target) else {
+                continue;
+            };
+            match self.client.send(setvar(&target, &value)) {
+                Ok(answer) => {
+                    self.mirror.mark_inflight(&target, value.clone());
+                    let done = self.writes.clone();
+                    tokio::spawn(async move {
+                        let result = answer.await.map(|_| ());
+                        let _ = done.send(WriteDone { target, value, result });
+                    });
+                }
+                Err(e) => {
+                    add(&self.stats.write_errors, 1);
+                    debug!(server = %self.cfg.server, %target, error = %e, "mirror write not sent; re-applied at resync");
+                }
+            }
+        }
+    }
+
+    fn on_write_done(&mut self, done: WriteDone) {
+        match &done.result {
+            Ok(()) => add(&self.stats.writes, 1),
+            Err(e) => {
+                add(&self.stats.write_errors, 1);
+                warn!(server = %self.cfg.server, target = %done.target, value = ?done.value, error = %e, "mirror write failed");
+            }
+        }
+        self.mirror.write_done(&done.target, &done.value, done.result.is_ok());
+    }
+}

@@ -1,0 +1,164 @@
+//! Where a remote state lands on this server: a name template such as `Custom:{device}`.
+//!
+//! Fields: `{device}` (the remote name, `SIP/100`), `{resource}` (the part after the
+//! technology, `100`), `{tech}` (`SIP`), `{origin}` (the remote server id). Only `Custom:`
+//! devices and `CustomPresence:` presentities can be written, so a template must produce one.
+
+use proto::entry::valid_name;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    text: String,
+    prefix: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("must start with {0:?} (only those can be written through AMI)")]
+    Prefix(&'static str),
+    #[error("unknown field {{{0}}}: use {{device}}, {{resource}}, {{tech}} or {{origin}}")]
+    Field(String),
+    #[error("must contain {{device}} or {{resource}}, or every remote state lands on one name")]
+    NoName,
+    #[error("holds a character that cannot be in a device name (control, comma, parenthesis)")]
+    BadChar,
+}
+
+/// Why one remote name cannot be mirrored here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{target:?} cannot be written: {why}")]
+pub struct NameError {
+    pub target: String,
+    pub why: &'static str,
+}
+
+const FIELDS: [&str; 4] = ["device", "resource", "tech", "origin"];
+
+impl Template {
+    /// A device template (`Custom:...`).
+    pub fn device(text: &str) -> Result<Template, TemplateError> {
+        Self::parse(text, "Custom:")
+    }
+
+    /// A presence template (`CustomPresence:...`).
+    pub fn presence(text: &str) -> Result<Template, TemplateError> {
+        Self::parse(text, "CustomPresence:")
+    }
+
+    fn parse(text: &str, prefix: &'static str) -> Result<Template, TemplateError> {
+        if !text.starts_with(prefix) || (prefix == "Custom:" && text.starts_with("CustomPresence:")) {
+            return Err(TemplateError::Prefix(prefix));
+        }
+        let mut rest = text;
+        let mut has_name = false;
+        let mut literal = String::new();
+        while let Some(open) = rest.find('{') {
+            literal.push_str(&rest[..open]);
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| TemplateError::Field(rest[open + 1..].to_string()))?
+                + open;
+            let field = &rest[open + 1..close];
+            if !FIELDS.contains(&field) {
+                return Err(TemplateError::Field(field.to_string()));
+            }
+            has_name |= field == "device" || field == "resource";
+            rest = &rest[close + 1..];
+        }
+        literal.push_str(rest);
+        if !has_name {
+            return Err(TemplateError::NoName);
+        }
+        if literal
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '(' | ')' | ',' | '"' | '\\'))
+        {
+            return Err(TemplateError::BadChar);
+        }
+        Ok(Template {
+            text: text.to_string(),
+            prefix,
+        })
+    }
+
+    /// The local name of `origin`'s `name`, checked against Asterisk's limits.
+    pub fn render(&self, origin: &str, name: &str) -> Result<String, NameError> {
+        let (tech, resource) = split(name);
+        let out = self
+            .text
+            .replace("{device}", name)
+            .replace("{resource}", resource)
+            .replace("{tech}", tech)
+            .replace("{origin}", origin);
+        if self.prefix == "Custom:" && out.len() > ami::state::MAX_DEVICE_LEN {
+            return Err(NameError {
+                target: out,
+                why: "longer than Asterisk's 79-character device limit",
+            });
+        }
+        if !valid_name(&out) && out.len() <= ami::state::MAX_DEVICE_LEN {
+            return Err(NameError {
+                target: out,
+                why: "holds a character Asterisk cannot take in a name",
+            });
+        }
+        if out.len() > 200 || out.chars().any(|c| c.is_control()) {
+            return Err(NameError {
+                target: out,
+                why: "too long or holds control characters",
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// `SIP/100` -> (`SIP`, `100`); `Custom:DND100` -> (`Custom`, `DND100`).
+fn split(name: &str) -> (&str, &str) {
+    for sep in [':', '/'] {
+        if let Some(i) = name.find(sep) {
+            // `Custom:SIP/100`: the technology is what comes before the first separator.
+            let j = name.find([':', '/']).unwrap_or(i);
+            return (&name[..j], &name[j + 1..]);
+        }
+    }
+    ("", name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_validates() {
+        let t = Template::device("Custom:{device}").unwrap();
+        assert_eq!(t.render("a", "SIP/100").unwrap(), "Custom:SIP/100");
+        assert_eq!(t.render("a", "Custom:DND100").unwrap(), "Custom:Custom:DND100");
+        let t = Template::device("Custom:{resource}*{origin}").unwrap();
+        assert_eq!(t.render("b", "SIP/100").unwrap(), "Custom:100*b");
+        let t = Template::presence("CustomPresence:{resource}").unwrap();
+        assert_eq!(t.render("b", "CustomPresence:100").unwrap(), "CustomPresence:100");
+        assert_eq!(Template::device("SIP/{device}"), Err(TemplateError::Prefix("Custom:")));
+        assert_eq!(
+            Template::device("CustomPresence:{device}"),
+            Err(TemplateError::Prefix("Custom:"))
+        );
+        assert_eq!(
+            Template::device("Custom:{dev}"),
+            Err(TemplateError::Field("dev".into()))
+        );
+        assert_eq!(Template::device("Custom:{origin}"), Err(TemplateError::NoName));
+        assert_eq!(Template::device("Custom:x,{device}"), Err(TemplateError::BadChar));
+        let long = "x".repeat(75);
+        assert!(Template::device("Custom:{device}")
+            .unwrap()
+            .render("a", &format!("SIP/{long}"))
+            .is_err());
+    }
+}

@@ -141,7 +141,7 @@ impl Agent {
         info!(server = %self.cfg.server, broker = %self.cfg.broker, ami = %self.cfg.ami.addr, "agent starting");
         let hello = self.link.hello();
         self.send(&hello);
-        let mut tick = tokio::time::interval(self.cfg.heartbeat);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + self.cfg.heartbeat, self.cfg.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

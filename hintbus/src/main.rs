@@ -1,6 +1,7 @@
 //! `hintbus`: one binary, one subcommand per role.
 
 mod cmd;
+mod config;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -18,6 +19,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the broker (and the agents of agentless servers in its config).
+    Broker(cmd::broker::BrokerArgs),
+    /// Run the agent of one Asterisk server.
+    Agent(cmd::agent::AgentArgs),
+    /// A broker, three simulated Asterisk servers and their agents in one process, with lamps.
+    Demo(cmd::demo::DemoArgs),
     /// Run simulated Asterisk servers on loopback (for trying hintbus out, tests and benchmarks).
     Sim(cmd::sim::SimArgs),
     /// Log in to an Asterisk's AMI and print its device, presence and hint changes
@@ -26,14 +33,31 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("HINTBUS_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_target(false)
-        .init();
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    // The demo's terminal belongs to the lamps: only warnings go with them.
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("HINTBUS_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Broker(args) => cmd::broker::run(args).await,
+        Command::Agent(args) => cmd::agent::run(args).await,
+        Command::Demo(args) => cmd::demo::run(args).await,
         Command::Sim(args) => cmd::sim::run(args).await,
         Command::Watch(args) => cmd::watch::run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hintbus: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -127,6 +127,18 @@ impl SimConfig {
         c
     }
 
+    /// A PBX of a federation: phones for its own extensions, and the shared hints file for
+    /// every extension of every server (`SIP/<n>&Custom:SIP/<n>`, the remote ones lit by the
+    /// mirrors).
+    pub fn federated(name: &str, own: &[&str], all: &[&str]) -> Self {
+        let mut c = Self::pbx(name, own);
+        c.hints = all
+            .iter()
+            .map(|e| hint(e, "default", &format!("SIP/{e}&Custom:SIP/{e},CustomPresence:{e}")))
+            .collect();
+        c
+    }
+
     /// Every setting made short, for tests (login failure delay 50 ms).
     pub fn fast(mut self) -> Self {
         self.login_fail_delay = Duration::from_millis(50);

@@ -1,5 +1,8 @@
 //! The subcommands.
 
+pub mod agent;
+pub mod broker;
+pub mod demo;
 pub mod lamps;
 pub mod sim;
 pub mod watch;

@@ -90,6 +90,8 @@ struct Agent {
     presence_list_at: u64,
     sync_id: u64,
     writes: mpsc::UnboundedSender<WriteDone>,
+    /// Targets whose last write failed: tried again every heartbeat.
+    retry: std::collections::BTreeSet<String>,
     stats: Arc<AgentStats>,
 }
 
@@ -114,6 +116,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         broker: bridge.sender.clone(),
         client: client.clone(),
         writes,
+        retry: Default::default(),
         stats: stats.clone(),
         cfg,
     };
@@ -157,6 +160,10 @@ impl Agent {
                 _ = tick.tick() => {
                     let m = self.link.on_tick(self.cfg.broker_timeout);
                     self.send(&m);
+                    if !self.retry.is_empty() && self.client.is_connected() {
+                        let again: Vec<String> = std::mem::take(&mut self.retry).into_iter().collect();
+                        self.write_targets(again);
+                    }
                 }
                 _ = shutdown.cancelled() => break,
             }
@@ -387,8 +394,14 @@ impl Agent {
             Ok(()) => add(&self.stats.writes, 1),
             Err(e) => {
                 add(&self.stats.write_errors, 1);
-                warn!(server = %self.cfg.server, target = %done.target, value = ?done.value, error = %e, "mirror write failed");
+                // Logged once per target until it succeeds; retried every heartbeat.
+                if self.retry.insert(done.target.clone()) {
+                    warn!(server = %self.cfg.server, target = %done.target, value = ?done.value, error = %e, "mirror write failed; will retry");
+                }
             }
+        }
+        if done.result.is_ok() {
+            self.retry.remove(&done.target);
         }
         self.mirror.write_done(&done.target, &done.value, done.result.is_ok());
     }

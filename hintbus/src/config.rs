@@ -73,7 +73,13 @@ impl Loaded {
             .add_source(
                 Environment::with_prefix("HINTBUS")
                     .prefix_separator("_")
-                    .separator("__"),
+                    .separator("__")
+                    // Only HINTBUS_<SECTION>__<KEY>: HINTBUS_LOG and friends are not config keys.
+                    .source(Some(
+                        std::env::vars()
+                            .filter(|(k, _)| k.starts_with("HINTBUS_") && k.contains("__"))
+                            .collect(),
+                    )),
             )
             .build()
             .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;

@@ -248,6 +248,13 @@ impl Sim {
         }
     }
 
+    /// Waits for the next change of any kind, up to `limit`; false if none came.
+    pub async fn changed(&self, limit: Duration) -> bool {
+        let mut rx = self.inner.version.subscribe();
+        rx.borrow_and_update();
+        tokio::time::timeout(limit, rx.changed()).await.is_ok()
+    }
+
     /// Waits until a device has a state.
     pub async fn wait_device(&self, device: &str, state: DeviceState, limit: Duration) -> bool {
         self.wait_until(limit, |w| w.state_of(device) == state).await

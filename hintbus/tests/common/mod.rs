@@ -1,0 +1,169 @@
+//! Running the real `hintbus` binary as broker and agent processes against simulated
+//! Asterisk servers in the test process.
+#![allow(dead_code)]
+
+use ami::DeviceState;
+use sim::Sim;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A free loopback port (bound and released; the broker must keep its port across restarts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Dir(pub PathBuf);
+
+impl Dir {
+    pub fn new(name: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!("hintbus-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+/// A child process, killed when dropped. Its output goes to a log file for post-mortems.
+pub struct Proc {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn start(dir: &Dir, log_name: &str, args: &[&str]) -> Proc {
+        let log = dir.0.join(format!("{log_name}.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hintbus"))
+            .args(args)
+            .env("HINTBUS_LOG", "info")
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap();
+        Proc {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// SIGKILL: a crash, nothing said to anyone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        for _ in 0..400 {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Timings for tests: a lost agent is noticed within a second.
+pub fn broker_config(dir: &Dir, port: u16) -> PathBuf {
+    dir.write(
+        "broker.ini",
+        &format!(
+            "[broker]\nlisten = tcp://127.0.0.1:{port}\nfeed = off\nheartbeat_ms = 200\nlost_after_ms = 1000\nlost_policy = unavailable\n"
+        ),
+    )
+}
+
+pub fn agent_config(dir: &Dir, server: &str, broker_port: u16, sim: &Sim) -> PathBuf {
+    dir.write(
+        &format!("agent-{server}.ini"),
+        &format!(
+            "[agent]\nserver = {server}\nbroker = tcp://127.0.0.1:{broker_port}\nheartbeat_ms = 200\nbroker_timeout_ms = 1000\n\n\
+             [ami]\nhost = 127.0.0.1\nport = {}\nusername = hintbus\nsecret = hintbus\nping_ms = 500\naction_timeout_ms = 2000\n",
+            sim.port()
+        ),
+    )
+}
+
+/// Devices of the simulated phones of `sim`.
+pub fn phones(sim: &Sim) -> Vec<String> {
+    sim.with_world(|w| w.config.devices.iter().map(|(d, _)| d.clone()).collect())
+}
+
+/// Keys where a server's mirror differs from its origin, for every pair of servers.
+pub fn divergent(sims: &[Sim]) -> Vec<String> {
+    let mut out = Vec::new();
+    for origin in sims {
+        for dev in phones(origin) {
+            let want = origin.device_state(&dev);
+            for other in sims.iter().filter(|s| s.name() != origin.name()) {
+                // The cache, not the provider: after an Asterisk restart astdb still answers
+                // for a slash name while the cache (and DeviceStateList) has lost it.
+                let mirror = format!("Custom:{dev}");
+                let got = other.with_world(|w| w.devices.get(&mirror).copied());
+                if got != Some(want) {
+                    out.push(format!(
+                        "{} sees {mirror} {:?}, {} has {want:?}",
+                        other.name(),
+                        got,
+                        origin.name()
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Waits, change by change, until every mirror equals its origin.
+pub async fn converge(sims: &[Sim], limit: Duration) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let d = divergent(sims);
+        if d.is_empty() || tokio::time::Instant::now() >= deadline {
+            return d;
+        }
+        // Wake on the next change of any server (with a cap, for a change missed meanwhile).
+        let waits: Vec<_> = sims
+            .iter()
+            .map(|s| Box::pin(async move { s.changed(Duration::from_millis(500)).await }))
+            .collect();
+        let _ = futures::future::select_all(waits).await;
+    }
+}
+
+pub async fn wait_state(sim: &Sim, device: &str, state: DeviceState) -> bool {
+    sim.wait_until(WAIT, |w| w.devices.get(device) == Some(&state)).await
+}

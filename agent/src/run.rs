@@ -65,11 +65,11 @@ impl AgentHandle {
     }
 }
 
-/// The result of one Setvar.
-struct WriteDone {
+/// A Setvar sent and not yet answered.
+struct Written {
     target: String,
     value: Value,
-    result: Result<(), ami::client::ActionError>,
+    at: std::time::Instant,
 }
 
 struct Agent {
@@ -89,7 +89,10 @@ struct Agent {
     device_list_at: u64,
     presence_list_at: u64,
     sync_id: u64,
-    writes: mpsc::UnboundedSender<WriteDone>,
+    answers: ami::client::Answers,
+    /// By token.
+    written: std::collections::HashMap<u64, Written>,
+    next_token: u64,
     /// Targets whose last write failed: tried again every heartbeat.
     retry: std::collections::BTreeSet<String>,
     stats: Arc<AgentStats>,
@@ -102,7 +105,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         .map_err(|e| format!("cannot connect to broker {}: {e}", cfg.broker))?;
     let stats = Arc::new(AgentStats::default());
     let shutdown = CancellationToken::new();
-    let (writes, writes_rx) = mpsc::unbounded_channel();
+    let (answers, answers_rx) = mpsc::unbounded_channel();
     let agent = Agent {
         link: Link::new(&cfg.server),
         mirror: Mirror::new(cfg.device_template.clone(), cfg.presence_template.clone()),
@@ -115,14 +118,16 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         sync_id: 0,
         broker: bridge.sender.clone(),
         client: client.clone(),
-        writes,
+        answers,
+        written: Default::default(),
+        next_token: 0,
         retry: Default::default(),
         stats: stats.clone(),
         cfg,
     };
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
-        agent.run(ami_rx, broker_rx, writes_rx, stop).await;
+        agent.run(ami_rx, broker_rx, answers_rx, stop).await;
         drop(bridge);
     });
     Ok(AgentHandle {
@@ -138,7 +143,7 @@ impl Agent {
         mut self,
         mut ami_rx: mpsc::Receiver<ClientEvent>,
         mut broker_rx: mpsc::Receiver<Vec<u8>>,
-        mut writes_rx: mpsc::UnboundedReceiver<WriteDone>,
+        mut answers_rx: mpsc::UnboundedReceiver<(u64, Result<Message, ami::client::ActionError>)>,
         shutdown: CancellationToken,
     ) {
         info!(server = %self.cfg.server, broker = %self.cfg.broker, ami = %self.cfg.ami.addr, "agent starting");
@@ -156,10 +161,11 @@ impl Agent {
                     Some(f) => self.on_broker_frame(&f),
                     None => break,
                 },
-                Some(done) = writes_rx.recv() => self.on_write_done(done),
+                Some((token, answer)) = answers_rx.recv() => self.on_answer(token, answer.map(|_| ())),
                 _ = tick.tick() => {
                     let m = self.link.on_tick(self.cfg.broker_timeout);
                     self.send(&m);
+                    self.expire_writes();
                     if !self.retry.is_empty() && self.client.is_connected() {
                         let again: Vec<String> = std::mem::take(&mut self.retry).into_iter().collect();
                         self.write_targets(again);
@@ -372,25 +378,56 @@ impl Agent {
             let Some(value) = self.mirror.needs_write(&target) else {
                 continue;
             };
-            match self.client.send(setvar(&target, &value)) {
-                Ok(answer) => {
+            self.next_token += 1;
+            match self
+                .client
+                .send_to(setvar(&target, &value), self.next_token, &self.answers)
+            {
+                Ok(()) => {
                     self.mirror.mark_inflight(&target, value.clone());
-                    let done = self.writes.clone();
-                    tokio::spawn(async move {
-                        let result = answer.await.map(|_| ());
-                        let _ = done.send(WriteDone { target, value, result });
-                    });
+                    self.written.insert(
+                        self.next_token,
+                        Written {
+                            target,
+                            value,
+                            at: std::time::Instant::now(),
+                        },
+                    );
                 }
                 Err(e) => {
                     add(&self.stats.write_errors, 1);
-                    debug!(server = %self.cfg.server, %target, error = %e, "mirror write not sent; re-applied at resync");
+                    self.retry.insert(target.clone());
+                    debug!(server = %self.cfg.server, %target, error = %e, "mirror write not sent; will retry");
                 }
             }
         }
     }
 
-    fn on_write_done(&mut self, done: WriteDone) {
-        match &done.result {
+    /// Writes that got no answer within the action timeout count as failed.
+    fn expire_writes(&mut self) {
+        let limit = self.cfg.ami.action_timeout;
+        let late: Vec<u64> = self
+            .written
+            .iter()
+            .filter(|(_, w)| w.at.elapsed() > limit)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in late {
+            self.on_answer(
+                token,
+                Err(ami::client::ActionError::Timeout {
+                    action: "Setvar".into(),
+                    timeout: limit,
+                }),
+            );
+        }
+    }
+
+    fn on_answer(&mut self, token: u64, result: Result<(), ami::client::ActionError>) {
+        let Some(done) = self.written.remove(&token) else {
+            return;
+        };
+        match &result {
             Ok(()) => add(&self.stats.writes, 1),
             Err(e) => {
                 add(&self.stats.write_errors, 1);
@@ -400,9 +437,9 @@ impl Agent {
                 }
             }
         }
-        if done.result.is_ok() {
+        if result.is_ok() {
             self.retry.remove(&done.target);
         }
-        self.mirror.write_done(&done.target, &done.value, done.result.is_ok());
+        self.mirror.write_done(&done.target, &done.value, result.is_ok());
     }
 }

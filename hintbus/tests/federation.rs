@@ -258,10 +258,12 @@ async fn convergence_under_random_changes_and_restarts() {
         }
     }
     let left = converge(&sims, Duration::from_secs(60)).await;
-    println!(
-        "convergence: {} divergent keys of {} after 1000 changes, {agent_restarts} agent and {broker_restarts} broker restarts",
+    // Straight to stderr, past the test harness's capture: the figure belongs in every run's output.
+    let line = format!(
+        "convergence: {} divergent keys of {} after 1000 changes, {agent_restarts} agent and {broker_restarts} broker restarts\n",
         left.len(),
         all.len() * (sims.len() - 1)
     );
+    std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes()).unwrap();
     assert!(left.is_empty(), "{left:#?}\n{}", fed.logs());
 }

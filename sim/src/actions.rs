@@ -178,7 +178,12 @@ fn setvar(world: &mut World, msg: &Message) -> Message {
         return error(id, "No variable specified");
     };
     let value = msg.get("Value").unwrap_or("");
-    world.setvar_log.push((var.to_string(), value.to_string()));
+    if world.log_setvars {
+        world.setvar_log.push((var.to_string(), value.to_string()));
+    }
+    if let Some(hook) = &world.setvar_hook {
+        hook(var, value);
+    }
     let ok = match function_call(var) {
         Some((func, arg)) if func.eq_ignore_ascii_case("DEVICE_STATE") => world.write_custom_device(arg, value),
         Some((func, arg)) if func.eq_ignore_ascii_case("PRESENCE_STATE") => world.write_custom_presence(arg, value),

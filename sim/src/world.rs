@@ -59,6 +59,10 @@ pub struct World {
     /// Every Setvar received over AMI, in order: (variable, value). Tests read it to prove
     /// what was, and was not, written.
     pub setvar_log: Vec<(String, String)>,
+    /// Whether Setvars are logged (a benchmark turns it off: the log would grow without end).
+    pub log_setvars: bool,
+    /// Called with (variable, value) for every Setvar received (benchmarks time them).
+    pub setvar_hook: Option<std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>>,
     /// Events of the action being handled, sent after its response.
     pending: Vec<(Classes, Message)>,
     next_unique: u64,
@@ -133,6 +137,8 @@ impl World {
             globals: HashMap::new(),
             subscribers: Vec::new(),
             setvar_log: Vec::new(),
+            log_setvars: true,
+            setvar_hook: None,
             pending: Vec::new(),
             next_unique: 1,
             processed_calls: 0,

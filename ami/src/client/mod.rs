@@ -23,7 +23,7 @@ mod pending;
 pub use auth::md5_key;
 pub use backoff::Backoff;
 pub use config::{AuthMethod, ClientConfig};
-pub use pending::ListResult;
+pub use pending::{Answers, ListResult};
 
 use crate::message::{EncodeError, Message};
 use pending::{Pending, Waiter};
@@ -245,6 +245,38 @@ impl Client {
                 })
             }
         })
+    }
+
+    /// Puts an action on the wire now, in order like [`Client::send`], and has its answer sent
+    /// to `answers` with `token`, `Response: Error` as [`ActionError::Rejected`]. Nothing waits
+    /// and no timer runs per action: for high rates of writes. An answer that never comes is
+    /// the caller's to time out (a lost connection answers every pending action with
+    /// [`ActionError::Disconnected`]).
+    pub fn send_to(&self, mut action: Message, token: u64, answers: &Answers) -> Result<(), ActionError> {
+        let name = action.action_name().unwrap_or("?").to_string();
+        let id = self.shared.next_action_id();
+        action.set("ActionID", id.clone());
+        action.validate()?;
+        let sender = self
+            .shared
+            .outbound
+            .lock()
+            .expect("outbound lock")
+            .clone()
+            .ok_or(ActionError::NotConnected)?;
+        self.shared.pending.insert(
+            id.clone(),
+            Waiter::Notify {
+                token,
+                action: name,
+                tx: answers.clone(),
+            },
+        );
+        if sender.try_send(action).is_err() {
+            self.shared.pending.remove(&id);
+            return Err(ActionError::Disconnected);
+        }
+        Ok(())
     }
 
     /// Sends a list action (DeviceStateList, QueueStatus, ...) and collects its items up to the

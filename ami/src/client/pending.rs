@@ -20,8 +20,17 @@ pub struct ListResult {
     pub events_before: u64,
 }
 
+/// Where [`Client::send_to`](super::Client::send_to) answers go: (token, answer).
+pub type Answers = tokio::sync::mpsc::UnboundedSender<(u64, Result<Message, ActionError>)>;
+
 pub(crate) enum Waiter {
     Single(oneshot::Sender<Result<Message, ActionError>>),
+    /// Answer sent to a channel with the caller's token: no task or timer per action.
+    Notify {
+        token: u64,
+        action: String,
+        tx: Answers,
+    },
     List {
         tx: oneshot::Sender<Result<ListResult, ActionError>>,
         action: String,
@@ -65,6 +74,7 @@ impl Pending {
             if let Some((_, w)) = self.waiters.remove(&id) {
                 match w {
                     Waiter::Single(tx) => drop(tx.send(Err(err.clone()))),
+                    Waiter::Notify { token, tx, .. } => drop(tx.send((token, Err(err.clone())))),
                     Waiter::List { tx, .. } => drop(tx.send(Err(err.clone()))),
                 }
             }
@@ -76,6 +86,7 @@ impl Pending {
         if let Some((_, w)) = self.waiters.remove(id) {
             match w {
                 Waiter::Single(tx) => drop(tx.send(Err(err))),
+                Waiter::Notify { token, tx, .. } => drop(tx.send((token, Err(err)))),
                 Waiter::List { tx, .. } => drop(tx.send(Err(err))),
             }
         }
@@ -99,6 +110,24 @@ impl Pending {
             };
         };
         match entry.value_mut() {
+            Waiter::Notify { .. } => {
+                if !is_response {
+                    return Routed::Event(msg);
+                }
+                drop(entry);
+                if let Some((_, Waiter::Notify { token, action, tx })) = self.waiters.remove(&id) {
+                    let answer = if msg.is_success() {
+                        Ok(msg)
+                    } else {
+                        Err(ActionError::Rejected {
+                            action,
+                            message: msg.get("Message").unwrap_or("").to_string(),
+                        })
+                    };
+                    let _ = tx.send((token, answer));
+                }
+                Routed::Consumed
+            }
             Waiter::Single(_) => {
                 if !is_response {
                     // An event that happens to carry our ActionID (OriginateResponse): not an answer.

@@ -1,6 +1,7 @@
 //! The subcommands.
 
 pub mod agent;
+pub mod bench;
 pub mod broker;
 pub mod demo;
 pub mod lamps;

@@ -1,0 +1,292 @@
+//! `hintbus bench`: the federation under load, with the broker and one agent per server as
+//! real processes, against simulated Asterisk servers in this process.
+//!
+//! Prints delivered Setvars/s, coalescing, divergent keys after the load stops, latency from
+//! a phone's state change to the Setvar of its mirror on another server, and the CPU and RSS of
+//! the broker and the agents.
+
+use ami::DeviceState;
+use clap::Args;
+use rand::Rng;
+use sim::{Sim, SimConfig};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Simulated servers (each with its own agent process).
+    #[arg(long, default_value_t = 10)]
+    servers: usize,
+    /// Phone state changes per second, offered across all servers.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Phones per server.
+    #[arg(long, default_value_t = 50)]
+    phones: usize,
+}
+
+/// When each phone last changed, and to what: a mirror's Setvar is timed against it.
+type Changes = Mutex<HashMap<String, (Instant, DeviceState)>>;
+
+struct ProcStat {
+    pid: u32,
+    cpu_ticks: u64,
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn rss_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+struct Kids(Vec<Child>);
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.servers >= 2, "--servers must be at least 2");
+    anyhow::ensure!(
+        args.rate > 0 && args.duration > 0 && args.phones > 0,
+        "--rate, --duration and --phones must be positive"
+    );
+    let k = args.servers;
+    let dir = std::env::temp_dir().join(format!("hintbus-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let exe = std::env::current_exe()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+
+    let changes: Arc<Changes> = Arc::new(Mutex::new(HashMap::new()));
+    let latencies: Arc<Mutex<Vec<u32>>> = Arc::new(Mutex::new(Vec::new()));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut sims = Vec::new();
+    for i in 0..k {
+        let own: Vec<String> = (0..args.phones).map(|p| format!("{i}x{p}")).collect();
+        let own: Vec<&str> = own.iter().map(String::as_str).collect();
+        let mut cfg = SimConfig::pbx(&format!("s{i}"), &own);
+        cfg.hints.clear(); // no hint processing: the benchmark measures hintbus, not the simulator
+        let sim = Sim::start(cfg).await?;
+        let (changes, latencies, delivered) = (changes.clone(), latencies.clone(), delivered.clone());
+        sim.with_world(move |w| {
+            w.log_setvars = false;
+            w.setvar_hook = Some(Arc::new(move |var: &str, value: &str| {
+                let Some(dev) = var
+                    .strip_prefix("DEVICE_STATE(Custom:")
+                    .and_then(|v| v.strip_suffix(')'))
+                else {
+                    return;
+                };
+                delivered.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                if let Some((t, s)) = changes.lock().expect("changes").get(dev) {
+                    if s.as_str() == value {
+                        let us = now.duration_since(*t).as_micros().min(u32::MAX as u128) as u32;
+                        latencies.lock().expect("latencies").push(us);
+                    }
+                }
+            }));
+        });
+        sims.push(sim);
+    }
+
+    let broker_cfg = dir.join("broker.ini");
+    std::fs::write(
+        &broker_cfg,
+        format!("[broker]\nlisten = tcp://127.0.0.1:{port}\nfeed = off\n"),
+    )?;
+    let spawn = |args: &[&str]| -> std::io::Result<Child> {
+        Command::new(&exe)
+            .args(args)
+            .env("HINTBUS_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+    };
+    let mut kids = Kids(vec![spawn(&["broker", "-c", broker_cfg.to_str().unwrap_or_default()])?]);
+    for s in &sims {
+        let p: PathBuf = dir.join(format!("{}.ini", s.name()));
+        std::fs::write(
+            &p,
+            format!(
+                "[agent]\nserver = {}\nbroker = tcp://127.0.0.1:{port}\n[ami]\nport = {}\nsecret = hintbus\n",
+                s.name(),
+                s.port()
+            ),
+        )?;
+        kids.0.push(spawn(&["agent", "-c", p.to_str().unwrap_or_default()])?);
+    }
+
+    // Warm-up: every server's first phone seen everywhere.
+    for (i, s) in sims.iter().enumerate() {
+        s.set_device(&format!("SIP/{i}x0"), DeviceState::Inuse);
+    }
+    let ready = Instant::now();
+    while divergent(&sims, args.phones) > 0 {
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(60),
+            "federation did not come up within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    latencies.lock().expect("latencies").clear();
+    delivered.store(0, Ordering::Relaxed);
+
+    let tck = clk_tck();
+    let procs: Vec<ProcStat> = kids
+        .0
+        .iter()
+        .map(|c| ProcStat {
+            pid: c.id(),
+            cpu_ticks: cpu_ticks(c.id()),
+        })
+        .collect();
+    let self_before = cpu_ticks(std::process::id());
+    let started = Instant::now();
+    let total = args.rate * args.duration;
+    let mut sent = 0u64;
+    let states = [
+        DeviceState::NotInuse,
+        DeviceState::Ringing,
+        DeviceState::Inuse,
+        DeviceState::Onhold,
+    ];
+    let mut current: HashMap<String, usize> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    while sent < total {
+        tick.tick().await;
+        let due = ((started.elapsed().as_secs_f64() * args.rate as f64) as u64).min(total);
+        while sent < due {
+            let (si, p) = {
+                let mut rng = rand::thread_rng();
+                (rng.gen_range(0..k), rng.gen_range(0..args.phones))
+            };
+            let dev = format!("SIP/{si}x{p}");
+            let next = (current.get(&dev).copied().unwrap_or(0) + 1) % states.len();
+            current.insert(dev.clone(), next);
+            changes
+                .lock()
+                .expect("changes")
+                .insert(dev.clone(), (Instant::now(), states[next]));
+            sims[si].set_device(&dev, states[next]);
+            sent += 1;
+        }
+    }
+    let load_secs = started.elapsed().as_secs_f64();
+    let delivered_during = delivered.load(Ordering::Relaxed);
+    // Quiescence: the mirrors catch up (coalescing allowed), or what is left is lost.
+    let settle = Instant::now();
+    let mut left = divergent(&sims, args.phones);
+    while left > 0 && settle.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = divergent(&sims, args.phones);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let delivered_total = delivered.load(Ordering::Relaxed);
+    let expected = sent * (k as u64 - 1);
+    let mut lat = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        if lat.is_empty() {
+            0.0
+        } else {
+            lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0
+        }
+    };
+
+    let cpu = |i: usize| (cpu_ticks(procs[i].pid).saturating_sub(procs[i].cpu_ticks)) as f64 / tck / wall * 100.0;
+    let broker_cpu = cpu(0);
+    let agent_cpu: f64 = (1..procs.len()).map(cpu).sum();
+    let agent_rss: Vec<u64> = procs[1..].iter().map(|p| rss_kb(p.pid, "VmHWM:")).collect();
+    let self_cpu = (cpu_ticks(std::process::id()) - self_before) as f64 / tck / wall * 100.0;
+
+    println!(
+        "K={k} R={}/s D={}s phones={}/server: offered {sent} changes ({:.0}/s), {expected} mirror updates owed",
+        args.rate,
+        args.duration,
+        args.phones,
+        sent as f64 / load_secs
+    );
+    println!(
+        "  delivered {delivered_total} Setvars ({:.0}/s during load), coalesced {} ({:.1}%), divergent keys at end: {left} (settled in {:.2} s)",
+        delivered_during as f64 / load_secs,
+        expected.saturating_sub(delivered_total),
+        expected.saturating_sub(delivered_total) as f64 * 100.0 / expected.max(1) as f64,
+        settle.elapsed().as_secs_f64()
+    );
+    println!(
+        "  latency change->Setvar: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  (n={})",
+        pct(0.5),
+        pct(0.99),
+        lat.last().copied().unwrap_or(0) as f64 / 1000.0,
+        lat.len()
+    );
+    println!(
+        "  broker: CPU {broker_cpu:.0}%  RSS peak {:.1} MB | agents ({}): CPU {agent_cpu:.0}% total  RSS peak avg {:.1} MB max {:.1} MB | simulators+load (this process): CPU {self_cpu:.0}%",
+        rss_kb(procs[0].pid, "VmHWM:") as f64 / 1024.0,
+        k,
+        agent_rss.iter().sum::<u64>() as f64 / agent_rss.len().max(1) as f64 / 1024.0,
+        agent_rss.iter().copied().max().unwrap_or(0) as f64 / 1024.0
+    );
+    drop(kids);
+    let _ = std::fs::remove_dir_all(&dir);
+    anyhow::ensure!(left == 0, "{left} mirrors never converged");
+    Ok(())
+}
+
+/// Mirrors (in the device cache) that differ from their origin's phone.
+fn divergent(sims: &[Sim], phones: usize) -> usize {
+    let mut n = 0;
+    for (i, origin) in sims.iter().enumerate() {
+        let states: Vec<DeviceState> = (0..phones)
+            .map(|p| origin.device_state(&format!("SIP/{i}x{p}")))
+            .collect();
+        for other in sims.iter().filter(|s| s.name() != origin.name()) {
+            other.with_world(|w| {
+                for (p, want) in states.iter().enumerate() {
+                    if w.devices.get(&format!("Custom:SIP/{i}x{p}")) != Some(want) {
+                        n += 1;
+                    }
+                }
+            });
+        }
+    }
+    n
+}

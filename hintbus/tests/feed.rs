@@ -9,6 +9,16 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Kills the script however the test ends.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyzmq_script_reads_the_feed() {
     let has_pyzmq = Command::new("python3")
@@ -28,13 +38,16 @@ async fn pyzmq_script_reads_the_feed() {
     let agent = agent::spawn(AgentConfig::new("a", ami, broker.endpoint())).unwrap();
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/feed.py");
-    let mut child = Command::new("python3")
-        .args([script, broker.feed_endpoint().unwrap(), "0", "device.a"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Kill(
+        Command::new("python3")
+            .args([script, broker.feed_endpoint().unwrap(), "0", "device.a"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
+    let out = child.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             let _ = tx.send(line);
@@ -45,9 +58,16 @@ async fn pyzmq_script_reads_the_feed() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut up = false;
     let mut lines = Vec::new();
+    let mut round = 0;
     while !up {
-        assert!(Instant::now() < deadline, "no output from feed.py: {lines:?}");
-        let state = if lines.len() % 2 == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no output from feed.py: {lines:?}; table {:?}; agent {:?}",
+            broker.table(),
+            agent.stats
+        );
+        round += 1;
+        let state = if round % 2 == 0 {
             DeviceState::Ringing
         } else {
             DeviceState::NotInuse
@@ -71,6 +91,5 @@ async fn pyzmq_script_reads_the_feed() {
         line.contains(" a ") && line.contains("device") && line.contains("SIP/100"),
         "{line}"
     );
-    let _ = child.kill();
     agent.stop().await;
 }

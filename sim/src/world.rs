@@ -15,6 +15,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// Called with (variable, value) of every Setvar received.
+pub type SetvarHook = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// A session that receives events.
 pub struct Subscriber {
     pub id: u64,
@@ -62,7 +65,7 @@ pub struct World {
     /// Whether Setvars are logged (a benchmark turns it off: the log would grow without end).
     pub log_setvars: bool,
     /// Called with (variable, value) for every Setvar received (benchmarks time them).
-    pub setvar_hook: Option<std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>>,
+    pub setvar_hook: Option<SetvarHook>,
     /// Events of the action being handled, sent after its response.
     pending: Vec<(Classes, Message)>,
     next_unique: u64,

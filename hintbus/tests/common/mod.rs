@@ -12,11 +12,14 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 /// A free loopback port (bound and released; the broker must keep its port across restarts).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Below Linux's ephemeral range (32768+), where outgoing connections could take it meanwhile.
+    use rand::Rng;
+    loop {
+        let p = rand::thread_rng().gen_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 pub struct Dir(pub PathBuf);

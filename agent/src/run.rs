@@ -13,6 +13,7 @@ use crate::config::AgentConfig;
 use crate::link::{Link, State, Step};
 use crate::local::{classify, Class, Local};
 use crate::mirror::Mirror;
+use ami::client::ActionError;
 use ami::{Client, ClientEvent, Message};
 use proto::transport::{self, Sender};
 use proto::{Entry, Kind, Msg, Value};
@@ -431,8 +432,10 @@ impl Agent {
             Ok(()) => add(&self.stats.writes, 1),
             Err(e) => {
                 add(&self.stats.write_errors, 1);
-                // Logged once per target until it succeeds; retried every heartbeat.
-                if self.retry.insert(done.target.clone()) {
+                // Retried every heartbeat. A lost connection fails every pending write at once
+                // and is logged once by the AMI client; other failures once per target.
+                let lost = matches!(e, ActionError::Disconnected | ActionError::NotConnected);
+                if self.retry.insert(done.target.clone()) && !lost {
                     warn!(server = %self.cfg.server, target = %done.target, value = ?done.value, error = %e, "mirror write failed; will retry");
                 }
             }

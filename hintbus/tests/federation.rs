@@ -267,3 +267,87 @@ async fn convergence_under_random_changes_and_restarts() {
     std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes()).unwrap();
     assert!(left.is_empty(), "{left:#?}\n{}", fed.logs());
 }
+
+/// Agentless mode: the broker runs b's agent itself from a `[server-b]` section; a is a
+/// normal agent process. States cross both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agentless_server_federates_with_an_agent() {
+    let sims = [
+        Sim::start(SimConfig::federated("a", &["100", "101"], &ALL))
+            .await
+            .unwrap(),
+        Sim::start(SimConfig::federated("b", &["200"], &ALL)).await.unwrap(),
+    ];
+    let dir = Dir::new("agentless");
+    let port = free_port();
+    let cfg = dir.write(
+        "broker.ini",
+        &format!(
+            "[broker]\nlisten = tcp://127.0.0.1:{port}\nfeed = off\nheartbeat_ms = 200\nlost_after_ms = 1000\n\n\
+             [server-b]\nhost = 127.0.0.1\nport = {}\nusername = hintbus\nsecret = hintbus\nheartbeat_ms = 200\n",
+            sims[1].port()
+        ),
+    );
+    let broker = Proc::start(&dir, "broker", &["broker", "-c", cfg.to_str().unwrap()]);
+    let agent_a = Proc::start(
+        &dir,
+        "agent-a",
+        &["agent", "-c", agent_config(&dir, "a", port, &sims[0]).to_str().unwrap()],
+    );
+    sims[0].set_device("SIP/100", DeviceState::Inuse);
+    sims[1].set_device("SIP/200", DeviceState::Ringing);
+    assert!(
+        wait_state(&sims[1], "Custom:SIP/100", DeviceState::Inuse).await,
+        "{}",
+        broker.log_text()
+    );
+    assert!(
+        wait_state(&sims[0], "Custom:SIP/200", DeviceState::Ringing).await,
+        "{}",
+        agent_a.log_text()
+    );
+}
+
+#[test]
+fn config_mistakes_are_named_and_fatal() {
+    let dir = Dir::new("config");
+    let bad = dir.write(
+        "a.ini",
+        "[agent]\nserver = a\ndevice_templat = Custom:{device}\n[ami]\nsecret = x\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hintbus"))
+        .args(["agent", "--check", "-c", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a.ini: [agent] device_templat = \"Custom:{device}\": unknown key"),
+        "{err}"
+    );
+    let bad = dir.write("b.ini", "[broker]\nlost_policy = sometimes\n");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hintbus"))
+        .args(["broker", "--check", "-c", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("[broker] lost_policy = \"sometimes\": expected unavailable, keep or remove"));
+    let ok = dir.write(
+        "c.ini",
+        "[agent]\nserver = a\n[ami]\nsecret_file = /nonexistent/secret\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hintbus"))
+        .args(["agent", "--check", "-c", ok.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[ami] secret_file = \"/nonexistent/secret\""));
+    // The example documents a valid file for both roles.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.ini.example");
+    for role in ["broker", "agent"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hintbus"))
+            .args([role, "--check", "-c", example])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{role}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

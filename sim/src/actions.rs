@@ -267,25 +267,12 @@ fn queue_status(world: &World, msg: &Message) -> Vec<Message> {
             .iter()
             .filter(|m| only_member.is_none_or(|n| n == m.interface || n == m.name))
         {
-            out.push(with_id(
-                Message::new()
-                    .with("Event", "QueueMember")
-                    .with("Queue", q.name.clone())
-                    .with("Name", m.name.clone())
-                    .with("Location", m.interface.clone())
-                    .with("StateInterface", m.state_interface.clone())
-                    .with("Membership", m.membership())
-                    .with("Penalty", m.penalty.to_string())
-                    .with("CallsTaken", m.calls_taken.to_string())
-                    .with("LastCall", m.last_call.to_string())
-                    .with("LastPause", "0")
-                    .with("LoginTime", m.login_time.to_string())
-                    .with("InCall", u8::from(m.in_call).to_string())
-                    .with("Status", (m.status as u8).to_string())
-                    .with("Paused", u8::from(m.paused).to_string())
-                    .with("PausedReason", "")
-                    .with("Wrapuptime", "0"),
-            ));
+            let item = Message::new()
+                .with("Event", "QueueMember")
+                .with("Queue", q.name.clone())
+                .with("Name", m.name.clone())
+                .with("Location", m.interface.clone());
+            out.push(with_id(crate::queue::member_fields(item, m).with("Wrapuptime", "0")));
         }
         for (pos, call_id) in q.waiting.iter().enumerate() {
             if let Some(call) = world.calls.get(call_id) {

@@ -103,11 +103,17 @@ impl Queue {
 
 /// The member fields shared by QueueMemberStatus, QueueMemberAdded and QueueMemberRemoved.
 pub fn member_event(name: &str, queue: &str, m: &Member) -> Message {
-    event(name, Classes::AGENT)
+    let ev = event(name, Classes::AGENT)
         .with("Queue", queue)
         .with("MemberName", m.name.clone())
-        .with("Interface", m.interface.clone())
-        .with("StateInterface", m.state_interface.clone())
+        .with("Interface", m.interface.clone());
+    member_fields(ev, m).with("Ringinuse", "0").with("Wrapuptime", "0")
+}
+
+/// The member fields from StateInterface to PausedReason, shared by the member events and
+/// QueueStatus's QueueMember items (which name the first two fields differently).
+pub fn member_fields(msg: Message, m: &Member) -> Message {
+    msg.with("StateInterface", m.state_interface.clone())
         .with("Membership", m.membership())
         .with("Penalty", m.penalty.to_string())
         .with("CallsTaken", m.calls_taken.to_string())
@@ -118,8 +124,6 @@ pub fn member_event(name: &str, queue: &str, m: &Member) -> Message {
         .with("Status", (m.status as u8).to_string())
         .with("Paused", u8::from(m.paused).to_string())
         .with("PausedReason", "")
-        .with("Ringinuse", "0")
-        .with("Wrapuptime", "0")
 }
 
 /// One side of a call, as the channel snapshot fields of an event.

@@ -398,6 +398,24 @@ impl World {
         )
     }
 
+    /// The caller's channel of a queue call (a Local channel into the queue's context, as in
+    /// fixture 05).
+    fn caller_channel(&mut self, caller_num: &str) -> Channel {
+        let n = self.next_unique;
+        let uid = self.next_uniqueid();
+        Channel {
+            name: format!("Local/s@callq-{n:08x};2"),
+            state: 6,
+            caller_num: caller_num.into(),
+            caller_name: format!("Caller {caller_num}"),
+            context: "callq".into(),
+            exten: "s".into(),
+            priority: 3,
+            uniqueid: uid.clone(),
+            linkedid: uid,
+        }
+    }
+
     /// A caller enters `queue`; the first member app_queue may ring is rung and answers.
     /// Emits QueueCallerJoin, AgentCalled, QueueCallerLeave, AgentConnect, and the member's
     /// device goes INUSE. Fails, leaving the caller waiting, when no member may be rung.
@@ -408,18 +426,8 @@ impl World {
             .position(|q| q.name == queue)
             .ok_or_else(|| QueueError::NoQueue(queue.into()))?;
         let id = self.next_unique;
-        let uid = self.next_uniqueid();
-        let caller = Channel {
-            name: format!("Local/s@callq-{id:08x};2"),
-            state: 6,
-            caller_num: caller_num.into(),
-            caller_name: format!("Caller {caller_num}"),
-            context: "callq".into(),
-            exten: "s".into(),
-            priority: 3,
-            uniqueid: uid.clone(),
-            linkedid: uid.clone(),
-        };
+        let caller = self.caller_channel(caller_num);
+        let uid = caller.uniqueid.clone();
         let mut call = QueueCall {
             id,
             queue: queue.into(),
@@ -558,18 +566,7 @@ impl World {
             .find(|m| m.interface == interface)
             .cloned()
             .ok_or_else(|| QueueError::NoMember(interface.into()))?;
-        let uid = self.next_uniqueid();
-        let caller = Channel {
-            name: format!("Local/s@callq-{:08x};2", self.next_unique),
-            state: 6,
-            caller_num: caller_num.into(),
-            caller_name: format!("Caller {caller_num}"),
-            context: "callq".into(),
-            exten: "s".into(),
-            priority: 3,
-            uniqueid: uid.clone(),
-            linkedid: uid.clone(),
-        };
+        let caller = self.caller_channel(caller_num);
         let dest = Channel {
             name: format!("{interface}-{:08x};1", self.next_unique),
             state: 0,

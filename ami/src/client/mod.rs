@@ -172,6 +172,15 @@ impl Client {
         )
     }
 
+    /// Gives an action our ActionID and checks it can be sent: (action name, ActionID).
+    fn stamp(&self, action: &mut Message) -> Result<(String, String), ActionError> {
+        let name = action.action_name().unwrap_or("?").to_string();
+        let id = self.shared.next_action_id();
+        action.set("ActionID", id.clone());
+        action.validate()?;
+        Ok((name, id))
+    }
+
     /// Sends an action and waits for its response. `Response: Error` becomes
     /// [`ActionError::Rejected`] with Asterisk's message.
     pub async fn action(&self, action: Message) -> Result<Message, ActionError> {
@@ -180,10 +189,7 @@ impl Client {
 
     /// [`Client::action`] with its own timeout.
     pub async fn action_timeout(&self, mut action: Message, timeout: Duration) -> Result<Message, ActionError> {
-        let name = action.action_name().unwrap_or("?").to_string();
-        let id = self.shared.next_action_id();
-        action.set("ActionID", id.clone());
-        action.validate()?;
+        let (name, id) = self.stamp(&mut action)?;
         let (tx, rx) = oneshot::channel();
         self.shared.pending.insert(id.clone(), Waiter::Single(tx));
         let answer = self.send_and_wait(&id, &name, action, rx, timeout).await?;
@@ -197,66 +203,13 @@ impl Client {
         }
     }
 
-    /// Puts an action on the wire now, without waiting, and returns a future for its answer.
-    /// Actions sent one after another this way reach Asterisk in that order, which matters
-    /// when two writes of one device follow each other. Fails at once when disconnected or
-    /// when the connection's send queue is full.
-    pub fn send(
-        &self,
-        mut action: Message,
-    ) -> Result<impl std::future::Future<Output = Result<Message, ActionError>> + Send + 'static, ActionError> {
-        let name = action.action_name().unwrap_or("?").to_string();
-        let id = self.shared.next_action_id();
-        action.set("ActionID", id.clone());
-        action.validate()?;
-        let sender = self
-            .shared
-            .outbound
-            .lock()
-            .expect("outbound lock")
-            .clone()
-            .ok_or(ActionError::NotConnected)?;
-        let (tx, rx) = oneshot::channel();
-        self.shared.pending.insert(id.clone(), Waiter::Single(tx));
-        if sender.try_send(action).is_err() {
-            self.shared.pending.remove(&id);
-            return Err(ActionError::Disconnected);
-        }
-        let shared = self.shared.clone();
-        let timeout = shared.config.action_timeout;
-        Ok(async move {
-            let answer = match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(_)) => Err(ActionError::Disconnected),
-                Err(_) => {
-                    shared.pending.remove(&id);
-                    Err(ActionError::Timeout {
-                        action: name.clone(),
-                        timeout,
-                    })
-                }
-            }?;
-            if answer.is_success() {
-                Ok(answer)
-            } else {
-                Err(ActionError::Rejected {
-                    action: name,
-                    message: answer.get("Message").unwrap_or("").to_string(),
-                })
-            }
-        })
-    }
-
-    /// Puts an action on the wire now, in order like [`Client::send`], and has its answer sent
+    /// Puts an action on the wire now, in the order of the calls, and has its answer sent
     /// to `answers` with `token`, `Response: Error` as [`ActionError::Rejected`]. Nothing waits
     /// and no timer runs per action: for high rates of writes. An answer that never comes is
     /// the caller's to time out (a lost connection answers every pending action with
     /// [`ActionError::Disconnected`]).
     pub fn send_to(&self, mut action: Message, token: u64, answers: &Answers) -> Result<(), ActionError> {
-        let name = action.action_name().unwrap_or("?").to_string();
-        let id = self.shared.next_action_id();
-        action.set("ActionID", id.clone());
-        action.validate()?;
+        let (name, id) = self.stamp(&mut action)?;
         let sender = self
             .shared
             .outbound
@@ -284,10 +237,7 @@ impl Client {
     /// event stream. The timeout covers the whole list.
     pub async fn list(&self, mut action: Message) -> Result<ListResult, ActionError> {
         let timeout = self.shared.config.action_timeout;
-        let name = action.action_name().unwrap_or("?").to_string();
-        let id = self.shared.next_action_id();
-        action.set("ActionID", id.clone());
-        action.validate()?;
+        let (name, id) = self.stamp(&mut action)?;
         let (tx, rx) = oneshot::channel();
         self.shared.pending.insert(
             id.clone(),

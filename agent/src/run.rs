@@ -345,17 +345,20 @@ impl Agent {
             }
             Step::Updates(entries) => {
                 add(&self.stats.remote_updates, entries.len() as u64);
-                let mut touched = Vec::with_capacity(entries.len());
+                // Written entry by entry: two states of one phone in one batch are both shown
+                // (a ring before an answer), in order.
                 for e in entries {
                     if e.origin == self.cfg.server {
                         continue;
                     }
                     match e.value() {
-                        Ok(v) => touched.extend(self.mirror.set(&e.key(), v)),
+                        Ok(v) => {
+                            let touched = self.mirror.set(&e.key(), v);
+                            self.write_targets(touched.into_iter().collect());
+                        }
                         Err(err) => warn!(server = %self.cfg.server, error = %err, "invalid entry from broker ignored"),
                     }
                 }
-                self.write_targets(touched);
             }
         }
         self.stats.gaps.store(self.link.gaps, Ordering::Relaxed);

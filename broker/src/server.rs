@@ -200,12 +200,7 @@ impl Core {
                 // Bounded per round so that fan-out and timers keep their turn under a flood.
                 for _ in 0..10_000 {
                     match self.router.recv_multipart(zmq::DONTWAIT) {
-                        // Sent on at once: an update waits in an outbox only while its agent
-                        // cannot take it, which is when coalescing is the right thing.
-                        Ok(parts) => {
-                            self.on_frames(parts);
-                            self.flush_all();
-                        }
+                        Ok(parts) => self.on_frames(parts),
                         Err(_) => break,
                     }
                 }

@@ -25,6 +25,8 @@ pub struct AgentConfig {
     /// A broker silent this long is presumed gone: the agent says hello again.
     pub broker_timeout: Duration,
     pub socket: SocketOptions,
+    /// The queue guard, with the name of a member's guard device (None: off).
+    pub queue_guard: Option<crate::guard::GuardTemplate>,
 }
 
 impl AgentConfig {
@@ -40,6 +42,7 @@ impl AgentConfig {
             heartbeat: Duration::from_secs(1),
             broker_timeout: Duration::from_secs(5),
             socket: SocketOptions::default(),
+            queue_guard: None,
         }
     }
 }

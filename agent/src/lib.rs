@@ -12,6 +12,7 @@
 
 pub mod asterisk;
 pub mod config;
+pub mod guard;
 pub mod link;
 pub mod local;
 pub mod mirror;

@@ -10,6 +10,7 @@
 
 use crate::asterisk::{observed, setvar};
 use crate::config::AgentConfig;
+use crate::guard::{Guard, GuardWrite};
 use crate::link::{Link, State, Step};
 use crate::local::{classify, Class, Local};
 use crate::mirror::Mirror;
@@ -71,6 +72,8 @@ struct Written {
     target: String,
     value: Value,
     at: std::time::Instant,
+    /// For a queue guard write: (member, queue), for the log.
+    guard: Option<(String, String)>,
 }
 
 struct Agent {
@@ -94,6 +97,7 @@ struct Agent {
     /// By token.
     written: std::collections::HashMap<u64, Written>,
     next_token: u64,
+    guard: Option<Guard>,
     /// Targets whose last write failed: tried again every heartbeat.
     retry: std::collections::BTreeSet<String>,
     stats: Arc<AgentStats>,
@@ -120,6 +124,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         broker: bridge.sender.clone(),
         client: client.clone(),
         answers,
+        guard: cfg.queue_guard.clone().map(Guard::new),
         written: Default::default(),
         next_token: 0,
         retry: Default::default(),
@@ -209,6 +214,10 @@ impl Agent {
     }
 
     fn on_event(&mut self, m: &Message, index: u64) {
+        if let Some(g) = self.guard.as_mut() {
+            let writes = g.on_event(m);
+            self.guard_writes(writes);
+        }
         let Some((kind, name, value)) = observed(m) else { return };
         let list_at = if kind == Kind::Device {
             self.device_list_at
@@ -275,6 +284,31 @@ impl Agent {
         }
         self.local_ready = true;
         debug!(server = %self.cfg.server, local = self.local.states.len(), "local state read");
+        if self.guard.is_some() {
+            match self.client.list(Message::action("QueueStatus")).await {
+                Ok(qs) => {
+                    let current: std::collections::HashMap<String, ami::DeviceState> = devices
+                        .items
+                        .iter()
+                        .filter_map(observed)
+                        .filter_map(|(_, n, v)| match v {
+                            Value::Device(d) => Some((n, d)),
+                            _ => None,
+                        })
+                        .collect();
+                    let writes = self
+                        .guard
+                        .as_mut()
+                        .map(|g| g.reconcile(&qs.items, |t| current.get(t).copied()))
+                        .unwrap_or_default();
+                    info!(server = %self.cfg.server, members = qs.items.len(), writes = writes.len(), "queue guard reconciled from QueueStatus");
+                    self.guard_writes(writes);
+                }
+                Err(e) => {
+                    warn!(server = %self.cfg.server, error = %e, "QueueStatus failed: queue guard not reconciled")
+                }
+            }
+        }
         if self.link.state == State::Live {
             self.send_sync();
         }
@@ -395,6 +429,7 @@ impl Agent {
                             target,
                             value,
                             at: std::time::Instant::now(),
+                            guard: None,
                         },
                     );
                 }
@@ -402,6 +437,37 @@ impl Agent {
                     add(&self.stats.write_errors, 1);
                     self.retry.insert(target.clone());
                     debug!(server = %self.cfg.server, %target, error = %e, "mirror write not sent; will retry");
+                }
+            }
+        }
+    }
+
+    /// Sends the queue guard's writes, in order.
+    fn guard_writes(&mut self, writes: Vec<GuardWrite>) {
+        for w in writes {
+            let value = Value::Device(w.state);
+            self.next_token += 1;
+            match self
+                .client
+                .send_to(setvar(&w.target, &value), self.next_token, &self.answers)
+            {
+                Ok(()) => {
+                    let guard = Some((w.member, w.queue));
+                    self.written.insert(
+                        self.next_token,
+                        Written {
+                            target: w.target,
+                            value,
+                            at: std::time::Instant::now(),
+                            guard,
+                        },
+                    );
+                }
+                Err(e) => {
+                    warn!(server = %self.cfg.server, target = %w.target, member = %w.member, queue = %w.queue, error = %e, "queue guard write not sent; reconciled at reconnect");
+                    if let Some(g) = self.guard.as_mut() {
+                        g.failed(&w.target);
+                    }
                 }
             }
         }
@@ -431,6 +497,19 @@ impl Agent {
         let Some(done) = self.written.remove(&token) else {
             return;
         };
+        if let Some((member, queue)) = &done.guard {
+            match &result {
+                Ok(()) => add(&self.stats.writes, 1),
+                Err(e) => {
+                    add(&self.stats.write_errors, 1);
+                    warn!(server = %self.cfg.server, target = %done.target, %member, %queue, error = %e, "queue guard write failed");
+                    if let Some(g) = self.guard.as_mut() {
+                        g.failed(&done.target);
+                    }
+                }
+            }
+            return;
+        }
         match &result {
             Ok(()) => add(&self.stats.writes, 1),
             Err(e) => {

@@ -299,6 +299,15 @@ fn agent_keys(
     c.ignore = s.list("ignore", &["Queue:", "Local/"]);
     c.heartbeat = s.millis("heartbeat_ms", 1000)?;
     c.broker_timeout = s.millis("broker_timeout_ms", 5000)?;
+    let guard = s.string("queue_guard", Some("off"))?;
+    let template = s.string("guard_template", Some("Custom:{membername}"))?;
+    c.queue_guard = match guard.to_ascii_lowercase().as_str() {
+        "off" | "no" | "false" => None,
+        "on" | "yes" | "true" => {
+            Some(s.check("guard_template", &template, agent::guard::GuardTemplate::new(&template))?)
+        }
+        _ => return Err(s.err("queue_guard", &guard, "expected on or off")),
+    };
     Ok(c)
 }
 

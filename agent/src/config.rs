@@ -27,6 +27,9 @@ pub struct AgentConfig {
     pub socket: SocketOptions,
     /// The queue guard, with the name of a member's guard device (None: off).
     pub queue_guard: Option<crate::guard::GuardTemplate>,
+    /// For Asterisk 1.8 and 11, which have no device state events: the hints (exten, context)
+    /// whose ExtensionStatus is this server's state, published under the extension's name.
+    pub legacy_hints: Vec<(String, String)>,
 }
 
 impl AgentConfig {
@@ -43,6 +46,7 @@ impl AgentConfig {
             broker_timeout: Duration::from_secs(5),
             socket: SocketOptions::default(),
             queue_guard: None,
+            legacy_hints: Vec::new(),
         }
     }
 }

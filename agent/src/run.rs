@@ -98,6 +98,8 @@ struct Agent {
     written: std::collections::HashMap<u64, Written>,
     next_token: u64,
     guard: Option<Guard>,
+    /// The server is Asterisk 1.8 or 11: state comes from ExtensionStatus of `legacy_hints`.
+    legacy: bool,
     /// Targets whose last write failed: tried again every heartbeat.
     retry: std::collections::BTreeSet<String>,
     stats: Arc<AgentStats>,
@@ -125,6 +127,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         client: client.clone(),
         answers,
         guard: cfg.queue_guard.clone().map(Guard::new),
+        legacy: false,
         written: Default::default(),
         next_token: 0,
         retry: Default::default(),
@@ -218,6 +221,12 @@ impl Agent {
             let writes = g.on_event(m);
             self.guard_writes(writes);
         }
+        if self.legacy {
+            if let Some((exten, state)) = self.legacy_hint(m) {
+                self.observe(Kind::Device, exten, Value::Device(state), true);
+            }
+            return;
+        }
         let Some((kind, name, value)) = observed(m) else { return };
         let list_at = if kind == Kind::Device {
             self.device_list_at
@@ -263,6 +272,10 @@ impl Agent {
     async fn resync(&mut self, _ami_rx: &mut mpsc::Receiver<ClientEvent>) {
         add(&self.stats.resyncs, 1);
         self.mirror.forget_applied();
+        self.legacy = self.client.server_info().is_some_and(|i| !i.has_state_events());
+        if self.legacy {
+            return self.legacy_resync().await;
+        }
         let devices = self.client.list(Message::action("DeviceStateList")).await;
         let presence = self.client.list(Message::action("PresenceStateList")).await;
         let (devices, presence) = match (devices, presence) {
@@ -309,6 +322,53 @@ impl Agent {
                 }
             }
         }
+        if self.link.state == State::Live {
+            self.send_sync();
+        }
+        let targets: Vec<String> = self.mirror.targets().cloned().collect();
+        self.write_targets(targets);
+    }
+
+    /// The state of a configured hint from an ExtensionStatus event (1.8/11).
+    fn legacy_hint(&self, m: &Message) -> Option<(String, ami::DeviceState)> {
+        if m.event_name() != Some("ExtensionStatus") && m.response().is_none() {
+            return None;
+        }
+        let exten = m.get("Exten")?;
+        let context = m.get("Context").unwrap_or("default");
+        if !self.cfg.legacy_hints.iter().any(|(e, c)| e == exten && c == context) {
+            return None;
+        }
+        let status: i32 = m.get("Status")?.trim().parse().ok()?;
+        if status < 0 {
+            return None; // no such hint (-1) or removed (-2): nothing to say
+        }
+        Some((
+            exten.to_string(),
+            ami::DeviceState::from_extension_status(ami::state::ExtensionStatus(status)),
+        ))
+    }
+
+    /// Asterisk 1.8/11 have no state lists: ask each configured hint with ExtensionState.
+    async fn legacy_resync(&mut self) {
+        info!(server = %self.cfg.server, hints = self.cfg.legacy_hints.len(), "Asterisk before 13: state from ExtensionStatus of the configured hints");
+        self.device_list_at = 0;
+        self.presence_list_at = 0;
+        self.local = Local::default();
+        for (exten, context) in self.cfg.legacy_hints.clone() {
+            let action = Message::action("ExtensionState")
+                .with("Exten", exten.clone())
+                .with("Context", context.clone());
+            match self.client.action(action).await {
+                Ok(resp) => {
+                    if let Some((name, state)) = self.legacy_hint(&resp) {
+                        self.observe(Kind::Device, name, Value::Device(state), false);
+                    }
+                }
+                Err(e) => warn!(server = %self.cfg.server, %exten, %context, error = %e, "ExtensionState failed"),
+            }
+        }
+        self.local_ready = true;
         if self.link.state == State::Live {
             self.send_sync();
         }

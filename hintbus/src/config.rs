@@ -299,6 +299,15 @@ fn agent_keys(
     c.ignore = s.list("ignore", &["Queue:", "Local/"]);
     c.heartbeat = s.millis("heartbeat_ms", 1000)?;
     c.broker_timeout = s.millis("broker_timeout_ms", 5000)?;
+    let mut hints = Vec::new();
+    for h in s.list("legacy_hints", &[]) {
+        let (exten, context) = h.split_once('@').unwrap_or((h.as_str(), "default"));
+        if exten.is_empty() || context.is_empty() || !proto::entry::valid_name(exten) {
+            return Err(s.err("legacy_hints", &h, "expected exten@context, e.g. 100@default"));
+        }
+        hints.push((exten.to_string(), context.to_string()));
+    }
+    c.legacy_hints = hints;
     let guard = s.string("queue_guard", Some("off"))?;
     let template = s.string("guard_template", Some("Custom:{membername}"))?;
     c.queue_guard = match guard.to_ascii_lowercase().as_str() {

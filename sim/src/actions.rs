@@ -38,6 +38,13 @@ pub fn handle(world: &mut World, write: Classes, msg: &Message) -> Vec<Message> 
             &format!("Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."),
         )];
     };
+    let lists_13 = ["devicestatelist", "presencestatelist", "extensionstatelist"];
+    if world.legacy() && lists_13.contains(&action.to_ascii_lowercase().as_str()) {
+        return vec![error(
+            id,
+            &format!("Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."),
+        )];
+    }
     if needed != Classes::NONE && !write.intersects(needed) {
         return vec![error(id, "Permission denied")];
     }

@@ -139,6 +139,27 @@ impl SimConfig {
         c
     }
 
+    /// The major version (1 for 1.8).
+    pub fn major(&self) -> u32 {
+        self.asterisk_version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(22)
+    }
+
+    /// The same PBX as an older Asterisk: `"11"` (AMI 1.3) or `"1.8"` (AMI 1.1), with no
+    /// DeviceStateChange, PresenceStateChange or state lists, only ExtensionStatus for hints.
+    pub fn legacy(mut self, version: &str) -> Self {
+        let (asterisk, ami) = match version {
+            "1.8" => ("1.8.32.3", "1.1"),
+            _ => ("11.25.3", "1.3"),
+        };
+        self.asterisk_version = asterisk.into();
+        self.ami_version = ami.into();
+        self
+    }
+
     /// Every setting made short, for tests (login failure delay 50 ms).
     pub fn fast(mut self) -> Self {
         self.login_fail_delay = Duration::from_millis(50);

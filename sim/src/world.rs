@@ -276,7 +276,9 @@ impl World {
             return;
         }
         self.devices.insert(device.clone(), state);
-        self.emit(Classes::CALL, device_state_change(&device, state));
+        if !self.legacy() {
+            self.emit(Classes::CALL, device_state_change(&device, state));
+        }
         self.refresh_hints();
         self.refresh_queues(true);
     }
@@ -312,7 +314,9 @@ impl World {
         };
         self.astdb_presence.insert(name.to_string(), value.to_string());
         self.presence.insert(target.to_string(), p.clone());
-        self.emit(Classes::CALL, presence_state_change(target, &p));
+        if !self.legacy() {
+            self.emit(Classes::CALL, presence_state_change(target, &p));
+        }
         for i in 0..self.hints.len() {
             let watches = self.hints[i]
                 .presence
@@ -332,7 +336,15 @@ impl World {
             let status = self.hints[i].status(|d| self.state_of(d));
             if status != self.hints[i].last_status {
                 self.hints[i].last_status = status;
-                let ev = events::extension_status(&self.hints[i], status);
+                let mut ev = events::extension_status(&self.hints[i], status);
+                if self.legacy() {
+                    ev = ev
+                        .headers()
+                        .iter()
+                        .filter(|(n, _)| n != "StatusText")
+                        .cloned()
+                        .collect();
+                }
                 self.emit(Classes::CALL, ev);
             }
         }
@@ -644,6 +656,12 @@ impl World {
         self.emit(Classes::AGENT, ev);
         self.refresh_queues(true);
         Ok(())
+    }
+
+    /// Asterisk 1.8 or 11: no DeviceStateChange, PresenceStateChange or state lists; hints
+    /// announce ExtensionStatus without StatusText.
+    pub fn legacy(&self) -> bool {
+        self.config.major() < 13
     }
 
     pub fn uptime_secs(&self) -> u64 {

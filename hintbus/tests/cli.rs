@@ -138,3 +138,36 @@ fn bad_arguments_are_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--traffic"));
 }
+
+#[test]
+fn hints_prints_the_shared_hints_and_the_guard_lines() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hintbus"))
+        .args([
+            "hints",
+            "--server",
+            "a=100",
+            "--server",
+            "b=200",
+            "--guard",
+            "Custom:{membername}",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("exten => 200,hint,SIP/200&Custom:SIP/200,CustomPresence:200"),
+        "{text}"
+    );
+    assert!(text.contains("exten => 100-guard,hint,SIP/100&Custom:100"), "{text}");
+    assert!(
+        text.contains("member => SIP/100,0,100,hint:100-guard@default"),
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_hintbus"))
+        .args(["hints", "--server", "a=100", "--template", "SIP/{device}"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--template"));
+}

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod bench;
 pub mod broker;
 pub mod demo;
+pub mod hints;
 pub mod lamps;
 pub mod sim;
 pub mod watch;

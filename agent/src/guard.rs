@@ -135,7 +135,14 @@ impl Guard {
         match ev {
             "QueueMemberStatus" | "QueueMemberAdded" => {
                 self.learn(queue, interface, name, m.get("StateInterface").unwrap_or(""));
-                Vec::new()
+                // InCall 0 on a member we hold busy: its call ended some way we did not see
+                // (a transfer, a hang-up path without AgentComplete). Release it.
+                let key = (queue.to_string(), interface.to_string());
+                let held = self.busy.values().any(|calls| calls.contains(&key));
+                match (m.get("InCall"), self.target(queue, interface, name)) {
+                    (Some("0"), Some(target)) if held => self.set_call(&target, key, false, name),
+                    _ => Vec::new(),
+                }
             }
             "QueueMemberRemoved" => {
                 let key = (queue.to_string(), interface.to_string());
@@ -269,6 +276,18 @@ mod tests {
         );
         assert_eq!(
             g.on_event(&ev("AgentComplete", &f("support")))[0].state,
+            DeviceState::NotInuse
+        );
+        // A call that ends without AgentComplete: QueueMemberStatus InCall 0 releases it.
+        g.on_event(&ev("AgentConnect", &f("sales")));
+        let status = [
+            ("Queue", "sales"),
+            ("Interface", "SIP/100"),
+            ("MemberName", "alice"),
+            ("InCall", "0"),
+        ];
+        assert_eq!(
+            g.on_event(&ev("QueueMemberStatus", &status))[0].state,
             DeviceState::NotInuse
         );
     }

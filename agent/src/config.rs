@@ -30,6 +30,8 @@ pub struct AgentConfig {
     /// For Asterisk 1.8 and 11, which have no device state events: the hints (exten, context)
     /// whose ExtensionStatus is this server's state, published under the extension's name.
     pub legacy_hints: Vec<(String, String)>,
+    /// CURVE: this agent's key pair and the broker's public key (Z85). None: plain text.
+    pub curve: Option<(proto::auth::KeyPair, String)>,
 }
 
 impl AgentConfig {
@@ -47,6 +49,7 @@ impl AgentConfig {
             socket: SocketOptions::default(),
             queue_guard: None,
             legacy_hints: Vec::new(),
+            curve: None,
         }
     }
 }

@@ -108,8 +108,23 @@ struct Agent {
 /// Starts an agent.
 pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
     let (client, ami_rx) = Client::start(cfg.ami.clone());
-    let (bridge, broker_rx) = transport::dealer(&cfg.broker, &cfg.socket, |_| Ok(()))
-        .map_err(|e| format!("cannot connect to broker {}: {e}", cfg.broker))?;
+    let curve = match &cfg.curve {
+        Some((keys, broker_key)) => Some((
+            keys.public_bytes()?,
+            keys.secret_bytes()?,
+            proto::auth::decode_key(broker_key).map_err(|e| format!("broker public key: {e}"))?,
+        )),
+        None => None,
+    };
+    let (bridge, broker_rx) = transport::dealer(&cfg.broker, &cfg.socket, |s| match &curve {
+        Some((public, secret, server)) => {
+            s.set_curve_serverkey(server)?;
+            s.set_curve_publickey(public)?;
+            s.set_curve_secretkey(secret)
+        }
+        None => Ok(()),
+    })
+    .map_err(|e| format!("cannot connect to broker {}: {e}", cfg.broker))?;
     let stats = Arc::new(AgentStats::default());
     let shutdown = CancellationToken::new();
     let (answers, answers_rx) = mpsc::unbounded_channel();

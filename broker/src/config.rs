@@ -42,6 +42,11 @@ pub struct BrokerConfig {
     /// Entries per Updates or Snapshot message.
     pub batch: usize,
     pub socket: SocketOptions,
+    /// CURVE: the broker's key pair and the agents it accepts (public key -> server id).
+    /// None: plain text, allowed on loopback only.
+    pub curve: Option<(proto::auth::KeyPair, proto::auth::AllowList)>,
+    /// Messages per second one agent may send; more are dropped and counted.
+    pub rate_limit: u32,
 }
 
 impl Default for BrokerConfig {
@@ -54,6 +59,8 @@ impl Default for BrokerConfig {
             lost_policy: LostPolicy::Unavailable,
             batch: 500,
             socket: SocketOptions::default(),
+            curve: None,
+            rate_limit: 20_000,
         }
     }
 }

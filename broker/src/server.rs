@@ -52,6 +52,31 @@ impl Broker {
         let router = ctx.socket(zmq::ROUTER).map_err(|e| e.to_string())?;
         config.socket.apply(&router).map_err(|e| e.to_string())?;
         router.set_router_mandatory(true).map_err(|e| e.to_string())?;
+        let instance = rand::random::<u64>() >> 11; // fits a JSON number exactly
+        let zap_domain = format!("hintbus-{instance}");
+        match &config.curve {
+            Some((keys, allow)) => {
+                proto::auth::register(&zap_domain, allow.clone())?;
+                router.set_zap_domain(&zap_domain).map_err(|e| e.to_string())?;
+                router.set_curve_server(true).map_err(|e| e.to_string())?;
+                router
+                    .set_curve_secretkey(&keys.secret_bytes()?)
+                    .map_err(|e| e.to_string())?;
+                info!(
+                    agents = allow.len(),
+                    "CURVE on: only agents in the allow-list are accepted"
+                );
+            }
+            None => {
+                if !is_loopback(&config.listen) {
+                    return Err(format!(
+                        "listening on {} in plain text: give the broker a secret_key_file and an [agents] allow-list, or listen on loopback",
+                        config.listen
+                    ));
+                }
+                warn!(listen = %config.listen, "plain text (no CURVE): any local process can join as any server; acceptable on loopback only");
+            }
+        }
         router
             .bind(&config.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -81,7 +106,7 @@ impl Broker {
         wake.connect(&wake_name).map_err(|e| e.to_string())?;
         let (control, control_rx) = mpsc::channel();
         let stats = Arc::new(Stats::default());
-        let instance = rand::random::<u64>() >> 11; // fits a JSON number exactly
+        let curve = config.curve.is_some();
         let mut core = Core {
             config,
             router,
@@ -92,6 +117,7 @@ impl Broker {
             sessions: HashMap::new(),
             stats: stats.clone(),
             instance,
+            curve,
             stopped: AtomicBool::new(false),
         };
         let thread = std::thread::Builder::new()
@@ -176,6 +202,8 @@ struct Core {
     sessions: HashMap<Vec<u8>, Session>,
     stats: Arc<Stats>,
     instance: u64,
+    /// Agents are authenticated: a hello must name the server its key is tied to.
+    curve: bool,
     stopped: AtomicBool,
 }
 
@@ -199,9 +227,9 @@ impl Core {
             if readable {
                 // Bounded per round so that fan-out and timers keep their turn under a flood.
                 for _ in 0..10_000 {
-                    match self.router.recv_multipart(zmq::DONTWAIT) {
-                        Ok(parts) => self.on_frames(parts),
-                        Err(_) => break,
+                    match self.recv() {
+                        Some((parts, user)) => self.on_frames(parts, user),
+                        None => break,
                     }
                 }
             }
@@ -265,20 +293,67 @@ impl Core {
         let _ = self.send(identity, &Msg::Error { code, message });
     }
 
-    fn on_frames(&mut self, parts: Vec<Vec<u8>>) {
+    /// One message from the ROUTER, with the ZAP User-Id (the server id its key is tied to).
+    fn recv(&mut self) -> Option<(Vec<Vec<u8>>, Option<String>)> {
+        let mut parts = Vec::new();
+        let mut user = None;
+        loop {
+            let mut msg = self
+                .router
+                .recv_msg(if parts.is_empty() { zmq::DONTWAIT } else { 0 })
+                .ok()?;
+            if user.is_none() {
+                user = msg.gets("User-Id").map(str::to_owned);
+            }
+            let more = msg.get_more();
+            // Bounded: a peer cannot make us hold more than a few frames.
+            if parts.len() < 4 {
+                parts.push(msg.to_vec());
+            }
+            if !more {
+                return Some((parts, user));
+            }
+        }
+    }
+
+    fn on_frames(&mut self, parts: Vec<Vec<u8>>, user: Option<String>) {
         Stats::add(&self.stats.received, 1);
         let [identity, frame] = <[Vec<u8>; 2]>::try_from(parts).unwrap_or_else(|p| {
             // A DEALER sends one frame; anything else is not ours.
             [p.first().cloned().unwrap_or_default(), Vec::new()]
         });
+        // The rate limit comes before any parsing: a flood costs us as little as possible.
+        if let Some(s) = self.sessions.get_mut(&identity) {
+            s.last_seen = Instant::now();
+            if !s.admit(self.config.rate_limit) {
+                Stats::add(&self.stats.rate_limited, 1);
+                let notice = s
+                    .last_limited_notice
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
+                if notice {
+                    s.last_limited_notice = Some(Instant::now());
+                    let text = format!(
+                        "agent of {} over {} messages/s: messages dropped",
+                        s.server, self.config.rate_limit
+                    );
+                    self.refuse(&identity, ErrorCode::RateLimited, text);
+                }
+                return;
+            }
+        }
         let msg = match Msg::decode(&frame) {
             Ok(m) => m,
             Err(e) => return self.refuse(&identity, e.code(), e.to_string()),
         };
-        if let Some(s) = self.sessions.get_mut(&identity) {
-            s.last_seen = Instant::now();
-        }
         match msg {
+            Msg::Hello { server, .. } if self.curve && user.as_deref() != Some(server.as_str()) => {
+                let key_of = user.unwrap_or_else(|| "?".into());
+                self.refuse(
+                    &identity,
+                    ErrorCode::Refused,
+                    format!("the key of {key_of} cannot speak for {server}"),
+                );
+            }
             Msg::Hello {
                 server,
                 instance,
@@ -548,4 +623,18 @@ impl Core {
         };
         self.fan_out(changed);
     }
+}
+
+/// Whether a `tcp://host:port` endpoint is on this machine only.
+fn is_loopback(endpoint: &str) -> bool {
+    let host = endpoint
+        .trim_start_matches("tcp://")
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    endpoint.starts_with("inproc://")
+        || endpoint.starts_with("ipc://")
+        || host == "localhost"
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

@@ -16,6 +16,8 @@ pub struct Stats {
     pub backpressure: AtomicU64,
     /// Messages refused (bad frame, bad entry, wrong origin, unknown session).
     pub rejected: AtomicU64,
+    /// Messages dropped because an agent went over its rate limit.
+    pub rate_limited: AtomicU64,
     /// Agents declared lost by heartbeat.
     pub lost: AtomicU64,
     /// Snapshots sent.

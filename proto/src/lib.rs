@@ -5,6 +5,7 @@
 //! - [`message`]: the messages agents and broker exchange, and their JSON encoding.
 //! - [`transport`]: libzmq sockets bridged to tokio.
 
+pub mod auth;
 pub mod entry;
 pub mod message;
 pub mod transport;

@@ -197,7 +197,7 @@ async fn a_flooding_agent_is_limited_and_delays_no_one() {
             let e = Entry::device(
                 "c",
                 &format!("SIP/c{}", n % 500),
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     DeviceState::Inuse
                 } else {
                     DeviceState::NotInuse
@@ -207,7 +207,7 @@ async fn a_flooding_agent_is_limited_and_delays_no_one() {
             n += 1;
             // 20 000 messages/s, ten times the limit: a hostile agent on another machine, not
             // a busy loop stealing this test's cores.
-            if n % 20 == 0 {
+            if n.is_multiple_of(20) {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }

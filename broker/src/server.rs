@@ -626,7 +626,7 @@ impl Core {
 }
 
 /// Whether a `tcp://host:port` endpoint is on this machine only.
-fn is_loopback(endpoint: &str) -> bool {
+pub fn is_loopback(endpoint: &str) -> bool {
     let host = endpoint
         .trim_start_matches("tcp://")
         .rsplit_once(':')

@@ -47,7 +47,7 @@ impl ConfigError {
 
 /// The sections a file may hold: one file can serve both roles on one machine, each reading
 /// its own sections.
-pub const KNOWN_SECTIONS: &[&str] = &["broker", "agent", "ami", "server-"];
+pub const KNOWN_SECTIONS: &[&str] = &["broker", "agent", "ami", "agents", "server-"];
 
 pub struct Loaded {
     file: String,
@@ -246,8 +246,40 @@ pub fn broker(l: &Loaded) -> Result<BrokerConfig, ConfigError> {
         heartbeat: s.millis("heartbeat_ms", 1000)?,
         lost_after: s.millis("lost_after_ms", 5000)?,
         lost_policy: s.parse("lost_policy", LostPolicy::Unavailable, "unavailable, keep or remove")?,
+        rate_limit: s.parse("rate_limit", 20_000u32, "messages per second per agent")?,
+        curve: None,
         ..d
     };
+    let mut cfg = cfg;
+    if let Some(path) = s.opt_string("secret_key_file") {
+        let keys = proto::auth::KeyPair::read(Path::new(&path)).map_err(|e| s.err("secret_key_file", &path, e))?;
+        let mut allow = proto::auth::AllowList::new();
+        let a = l.section("agents");
+        let servers: Vec<String> = a.table.keys().cloned().collect();
+        for server in servers {
+            let key = a.table.get(&server).map(|v| v.to_string()).unwrap_or_default();
+            if !proto::entry::valid_origin(&server) {
+                return Err(a.err(&server, &key, "not a valid server id"));
+            }
+            proto::auth::decode_key(&key).map_err(|e| a.err(&server, &key, e))?;
+            allow.insert(key.trim().to_string(), server);
+        }
+        if allow.is_empty() {
+            return Err(s.err(
+                "secret_key_file",
+                &path,
+                "CURVE needs an [agents] section: <server> = <agent public key>",
+            ));
+        }
+        cfg.curve = Some((keys, allow));
+    }
+    if cfg.curve.is_none() && !broker::server::is_loopback(&cfg.listen) {
+        return Err(s.err(
+            "listen",
+            &cfg.listen,
+            "plain text beyond loopback: set secret_key_file and an [agents] allow-list",
+        ));
+    }
     if cfg.lost_after <= cfg.heartbeat * 2 {
         let v = cfg.lost_after.as_millis().to_string();
         return Err(s.err("lost_after_ms", &v, "must be more than twice heartbeat_ms"));
@@ -337,7 +369,17 @@ pub fn agent(l: &Loaded) -> Result<AgentConfig, ConfigError> {
     let mut a = l.section("ami");
     let ami_cfg = ami(&mut a, &server)?;
     a.finish()?;
-    let cfg = agent_keys(&mut s, &server, ami_cfg, &broker_ep)?;
+    let mut cfg = agent_keys(&mut s, &server, ami_cfg, &broker_ep)?;
+    match (s.opt_string("secret_key_file"), s.opt_string("broker_public_key")) {
+        (Some(path), Some(broker_key)) => {
+            let keys = proto::auth::KeyPair::read(Path::new(&path)).map_err(|e| s.err("secret_key_file", &path, e))?;
+            proto::auth::decode_key(&broker_key).map_err(|e| s.err("broker_public_key", &broker_key, e))?;
+            cfg.curve = Some((keys, broker_key));
+        }
+        (None, None) => {}
+        (Some(p), None) => return Err(s.err("broker_public_key", "", format!("required with secret_key_file = {p}"))),
+        (None, Some(k)) => return Err(s.err("secret_key_file", "", format!("required with broker_public_key = {k}"))),
+    }
     s.finish()?;
     Ok(cfg)
 }

@@ -23,6 +23,8 @@ enum Command {
     Broker(cmd::broker::BrokerArgs),
     /// Run the agent of one Asterisk server.
     Agent(cmd::agent::AgentArgs),
+    /// Write a CURVE key pair for the broker or an agent.
+    Keygen(cmd::keygen::KeygenArgs),
     /// Print the shared hints file, and the queue guard's hints and queues.conf lines.
     Hints(cmd::hints::HintsArgs),
     /// Load the federation (broker and agent processes, simulated servers) and print figures.
@@ -71,6 +73,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Demo(args) => cmd::demo::run(args).await,
         Command::Bench(args) => cmd::bench::run(args).await,
         Command::Hints(args) => cmd::hints::run(args),
+        Command::Keygen(args) => cmd::keygen::run(args),
         Command::Sim(args) => cmd::sim::run(args).await,
         Command::Watch(args) => cmd::watch::run(args).await,
     };

@@ -31,6 +31,17 @@ pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    // With CURVE, agentless agents authenticate like any agent: a key pair each, made now and
+    // allowed for their server id only.
+    let mut cfg = cfg;
+    let mut servers = servers;
+    if let Some((keys, allow)) = cfg.curve.as_mut() {
+        for a in servers.iter_mut() {
+            let k = proto::auth::KeyPair::generate().map_err(anyhow::Error::msg)?;
+            allow.insert(k.public.clone(), a.server.clone());
+            a.curve = Some((k, keys.public.clone()));
+        }
+    }
     let broker = broker::Broker::start(cfg).map_err(|e| anyhow::anyhow!("{}: [broker] {e}", args.config.display()))?;
     let mut agents = Vec::new();
     for mut a in servers {

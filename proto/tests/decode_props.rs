@@ -35,16 +35,16 @@ fn valid_frames() -> Vec<Vec<u8>> {
 }
 
 fn check(frame: &[u8]) {
-    if let Ok(msg) = Msg::decode(frame) {
-        if let Msg::Update { entries }
+    if let Ok(
+        Msg::Update { entries }
         | Msg::Sync { entries, .. }
         | Msg::Snapshot { entries, .. }
-        | Msg::Updates { entries, .. } = msg
-        {
-            for e in entries {
-                // Validation decides; it must not panic whatever the fields hold.
-                let _ = e.value();
-            }
+        | Msg::Updates { entries, .. },
+    ) = Msg::decode(frame)
+    {
+        for e in entries {
+            // Validation decides; it must not panic whatever the fields hold.
+            let _ = e.value();
         }
     }
 }

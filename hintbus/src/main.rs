@@ -56,8 +56,12 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> std::process::ExitCode {
+    if let Err(e) = cmd::install_signal_handlers() {
+        eprintln!("hintbus: cannot install signal handlers: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     // The demo's terminal belongs to the lamps: only warnings go with them.
-    let default_level = if matches!(cli.command, Command::Demo(_)) {
+    let default_level = if matches!(cli.command, Command::Demo(_) | Command::Bench(_)) {
         "warn"
     } else {
         "info"

@@ -42,6 +42,8 @@ pub struct Link {
     snapshot_buf: Vec<Entry>,
     pub last_heard: Instant,
     last_hello: Instant,
+    /// When the snapshot we wait for was asked for.
+    snapshot_asked: Instant,
     pub gaps: u64,
 }
 
@@ -57,6 +59,7 @@ impl Link {
             snapshot_buf: Vec::new(),
             last_heard: Instant::now(),
             last_hello: Instant::now() - Duration::from_secs(3600),
+            snapshot_asked: Instant::now(),
             gaps: 0,
         }
     }
@@ -84,6 +87,7 @@ impl Link {
                 self.state = State::Welcomed;
                 self.snapshot_buf.clear();
                 self.expected_seq = None;
+                self.snapshot_asked = Instant::now();
                 Step::Send(Msg::SnapshotRequest)
             }
             Msg::Snapshot { seq, entries, last } => {
@@ -117,6 +121,7 @@ impl Link {
                     warn!(server = %self.server, expected = want, got = seq, "updates lost: asking for a snapshot");
                     self.expected_seq = None;
                     self.state = State::Welcomed;
+                    self.snapshot_asked = Instant::now();
                     Step::Send(Msg::SnapshotRequest)
                 }
                 None => Step::Nothing,
@@ -152,6 +157,13 @@ impl Link {
         }
         if self.state == State::Joining {
             return self.hello();
+        }
+        // A snapshot request (or the snapshot) can be lost under load: ask again.
+        if self.state == State::Welcomed && self.snapshot_asked.elapsed() > timeout {
+            warn!(server = %self.server, "no snapshot yet: asking again");
+            self.snapshot_buf.clear();
+            self.snapshot_asked = Instant::now();
+            return Msg::SnapshotRequest;
         }
         Msg::Heartbeat
     }

@@ -100,6 +100,10 @@ struct Agent {
     guard: Option<Guard>,
     /// The server is Asterisk 1.8 or 11: state comes from ExtensionStatus of `legacy_hints`.
     legacy: bool,
+    /// A frame to the broker was dropped: the whole local state is sent again at the next tick.
+    sync_owed: bool,
+    /// The last resync failed (a list timed out): it is tried again at the next tick.
+    resync_owed: bool,
     /// Targets whose last write failed: tried again every heartbeat.
     retry: std::collections::BTreeSet<String>,
     stats: Arc<AgentStats>,
@@ -143,6 +147,8 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         answers,
         guard: cfg.queue_guard.clone().map(Guard::new),
         legacy: false,
+        sync_owed: false,
+        resync_owed: false,
         written: Default::default(),
         next_token: 0,
         retry: Default::default(),
@@ -189,6 +195,14 @@ impl Agent {
                 _ = tick.tick() => {
                     let m = self.link.on_tick(self.cfg.broker_timeout);
                     self.send(&m);
+                    if self.resync_owed && self.client.is_connected() {
+                        self.resync_owed = false;
+                        self.resync(&mut ami_rx).await;
+                    }
+                    if self.sync_owed && self.local_ready && self.link.state == State::Live {
+                        warn!(server = %self.cfg.server, "frames to the broker were dropped: sending the whole state again");
+                        self.send_sync();
+                    }
                     self.expire_writes();
                     if !self.retry.is_empty() && self.client.is_connected() {
                         let again: Vec<String> = std::mem::take(&mut self.retry).into_iter().collect();
@@ -203,8 +217,9 @@ impl Agent {
         info!(server = %self.cfg.server, "agent stopped");
     }
 
-    fn send(&self, m: &Msg) {
-        self.broker.send(m.encode());
+    /// Sends to the broker; false if the frame was dropped (our socket queue is full).
+    fn send(&self, m: &Msg) -> bool {
+        self.broker.send(m.encode())
     }
 
     async fn on_ami(&mut self, ev: ClientEvent, ami_rx: &mut mpsc::Receiver<ClientEvent>) {
@@ -297,8 +312,9 @@ impl Agent {
             (Ok(d), Ok(p)) => (d, p),
             (d, p) => {
                 let err = d.err().or(p.err()).map(|e| e.to_string()).unwrap_or_default();
-                warn!(server = %self.cfg.server, error = %err, "could not read the state lists; will retry on reconnect");
+                warn!(server = %self.cfg.server, error = %err, "could not read the state lists; trying again at the next heartbeat");
                 self.local_ready = false;
+                self.resync_owed = true;
                 return;
             }
         };
@@ -401,13 +417,16 @@ impl Agent {
             entries.chunks(500).collect()
         };
         let n = chunks.len();
+        let mut all_sent = true;
         for (i, c) in chunks.into_iter().enumerate() {
-            self.send(&Msg::Sync {
+            all_sent &= self.send(&Msg::Sync {
                 sync_id: self.sync_id,
                 entries: c.to_vec(),
                 last: i + 1 == n,
             });
         }
+        // A dropped chunk would leave the broker with part of our state: send it all again.
+        self.sync_owed = !all_sent;
         self.outgoing.clear();
     }
 
@@ -418,7 +437,10 @@ impl Agent {
         let entries = std::mem::take(&mut self.outgoing);
         add(&self.stats.published, entries.len() as u64);
         for c in entries.chunks(500) {
-            self.send(&Msg::Update { entries: c.to_vec() });
+            if !self.send(&Msg::Update { entries: c.to_vec() }) {
+                // Lost on the way out: the next heartbeat sends our whole state instead.
+                self.sync_owed = true;
+            }
         }
     }
 
@@ -432,7 +454,9 @@ impl Agent {
         };
         match self.link.on_message(msg) {
             Step::Nothing => {}
-            Step::Send(m) => self.send(&m),
+            Step::Send(m) => {
+                self.send(&m);
+            }
             Step::Snapshot { entries, merge } => {
                 add(&self.stats.snapshots, 1);
                 let values: Vec<(proto::Key, Value)> = entries

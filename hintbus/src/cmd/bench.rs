@@ -271,6 +271,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         agent_rss.iter().sum::<u64>() as f64 / agent_rss.len().max(1) as f64 / 1024.0,
         agent_rss.iter().copied().max().unwrap_or(0) as f64 / 1024.0
     );
+    if left > 0 {
+        for line in divergent_keys(&sims, args.phones, 5).1 {
+            println!("  divergent: {line}");
+        }
+    }
     drop(kids);
     let _ = std::fs::remove_dir_all(&dir);
     anyhow::ensure!(left == 0, "{left} mirrors never converged");
@@ -279,7 +284,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// Mirrors (in the device cache) that differ from their origin's phone.
 fn divergent(sims: &[Sim], phones: usize) -> usize {
+    divergent_keys(sims, phones, 0).0
+}
+
+/// The count, and up to `show` of them described.
+fn divergent_keys(sims: &[Sim], phones: usize, show: usize) -> (usize, Vec<String>) {
     let mut n = 0;
+    let mut shown = Vec::new();
     for (i, origin) in sims.iter().enumerate() {
         let states: Vec<DeviceState> = (0..phones)
             .map(|p| origin.device_state(&format!("SIP/{i}x{p}")))
@@ -287,12 +298,20 @@ fn divergent(sims: &[Sim], phones: usize) -> usize {
         for other in sims.iter().filter(|s| s.name() != origin.name()) {
             other.with_world(|w| {
                 for (p, want) in states.iter().enumerate() {
-                    if w.devices.get(&format!("Custom:SIP/{i}x{p}")) != Some(want) {
+                    let got = w.devices.get(&format!("Custom:SIP/{i}x{p}"));
+                    if got != Some(want) {
                         n += 1;
+                        if shown.len() < show {
+                            shown.push(format!(
+                                "{} shows Custom:SIP/{i}x{p} = {got:?}, {} has {want:?}",
+                                w.config.name,
+                                origin.name()
+                            ));
+                        }
                     }
                 }
             });
         }
     }
-    n
+    (n, shown)
 }

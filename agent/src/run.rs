@@ -276,6 +276,13 @@ impl Agent {
             Class::Mirror => {
                 add(&self.stats.echoes, 1);
                 self.mirror.observed(&name, value);
+                // Usually the echo of our own write. If the mirror now shows something else and
+                // no write of ours is on its way (a late action of a dropped session landed, or
+                // someone wrote our name), put back what it should show.
+                if publish && self.mirror.needs_write(&name).is_some() {
+                    debug!(server = %self.cfg.server, target = %name, "mirror changed behind our back: writing it again");
+                    self.write_targets(vec![name]);
+                }
             }
             Class::Artifact => add(&self.stats.artifacts, 1),
             Class::Ignored | Class::Invalid => {}

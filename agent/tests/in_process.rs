@@ -92,3 +92,21 @@ async fn a_state_on_one_server_appears_on_the_others_and_never_echoes() {
         a.stop().await;
     }
 }
+
+/// A mirror changed on Asterisk behind the agent's back (a late action of a dropped session,
+/// or someone writing our name) is put back to what it should show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_changed_behind_our_back_is_restored() {
+    let b = broker();
+    let sa = Sim::start(SimConfig::pbx("a", &["100"])).await.unwrap();
+    let sb = Sim::start(SimConfig::pbx("b", &["200"])).await.unwrap();
+    let _a = agent_for(&sa, "a", b.endpoint());
+    let _b = agent_for(&sb, "b", b.endpoint());
+    sa.set_device("SIP/100", DeviceState::Inuse);
+    assert!(sb.wait_device("Custom:SIP/100", DeviceState::Inuse, WAIT).await);
+    assert!(sb.set_custom("Custom:SIP/100", "NOT_INUSE"));
+    assert!(
+        sb.wait_device("Custom:SIP/100", DeviceState::Inuse, WAIT).await,
+        "restored"
+    );
+}

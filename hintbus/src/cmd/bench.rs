@@ -31,6 +31,9 @@ pub struct BenchArgs {
     /// Phones per server.
     #[arg(long, default_value_t = 50)]
     phones: usize,
+    /// Seconds to wait, after the load, for every mirror to equal its origin.
+    #[arg(long, default_value_t = 30)]
+    settle: u64,
 }
 
 /// When each phone last changed, and to what: a mirror's Setvar is timed against it.
@@ -227,9 +230,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Quiescence: the mirrors catch up (coalescing allowed), or what is left is lost.
     let settle = Instant::now();
     let mut left = divergent(&sims, args.phones);
-    while left > 0 && settle.elapsed() < Duration::from_secs(30) {
+    let mut last_report = Instant::now();
+    while left > 0 && settle.elapsed() < Duration::from_secs(args.settle) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         left = divergent(&sims, args.phones);
+        if last_report.elapsed() > Duration::from_secs(5) {
+            eprintln!(
+                "  settling: {left} divergent after {:.0} s",
+                settle.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
     }
     let wall = started.elapsed().as_secs_f64();
     let delivered_total = delivered.load(Ordering::Relaxed);

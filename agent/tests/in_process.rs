@@ -52,6 +52,9 @@ async fn a_state_on_one_server_appears_on_the_others_and_never_echoes() {
             s.name()
         );
     }
+    // The broker's view of its agents (for a status API): all three, each under its id.
+    let servers: Vec<String> = b.agents().into_iter().map(|a| a.server).collect();
+    assert_eq!(servers, ["a", "b", "c"]);
     // Nothing of a's own written on a.
     assert!(
         sims[0].setvar_log().iter().all(|(v, _)| !v.contains("SIP/100")),

@@ -99,12 +99,6 @@ impl Table {
     pub fn all(&self) -> impl Iterator<Item = &Entry> + '_ {
         self.entries.values()
     }
-
-    pub fn origins(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.entries.keys().map(|k| k.origin.clone()).collect();
-        v.dedup();
-        v
-    }
 }
 
 #[cfg(test)]

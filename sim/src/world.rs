@@ -432,11 +432,7 @@ impl World {
     /// Emits QueueCallerJoin, AgentCalled, QueueCallerLeave, AgentConnect, and the member's
     /// device goes INUSE. Fails, leaving the caller waiting, when no member may be rung.
     pub fn queue_call(&mut self, queue: &str, caller_num: &str) -> Result<u64, QueueError> {
-        let qi = self
-            .queues
-            .iter()
-            .position(|q| q.name == queue)
-            .ok_or_else(|| QueueError::NoQueue(queue.into()))?;
+        let qi = self.queue_index(queue)?;
         let id = self.next_unique;
         let caller = self.caller_channel(caller_num);
         let uid = caller.uniqueid.clone();
@@ -516,11 +512,7 @@ impl World {
             return Ok(());
         };
         let talk = call.connected_at.map(|t| t.elapsed().as_secs()).unwrap_or(0);
-        let qi = self
-            .queues
-            .iter()
-            .position(|q| q.name == call.queue)
-            .ok_or_else(|| QueueError::NoQueue(call.queue.clone()))?;
+        let qi = self.queue_index(&call.queue)?;
         let mi = self.queues[qi]
             .members
             .iter()
@@ -567,11 +559,7 @@ impl World {
     }
 
     fn ring_only(&mut self, queue: &str, interface: &str, caller_num: &str) -> Result<(QueueCall, Member), QueueError> {
-        let q = self
-            .queues
-            .iter()
-            .find(|q| q.name == queue)
-            .ok_or_else(|| QueueError::NoQueue(queue.into()))?;
+        let q = &self.queues[self.queue_index(queue)?];
         let member = q
             .members
             .iter()
@@ -610,11 +598,8 @@ impl World {
         } else {
             state_interface
         });
-        let q = self
-            .queues
-            .iter_mut()
-            .find(|q| q.name == queue)
-            .ok_or_else(|| QueueError::NoQueue(queue.into()))?;
+        let qi = self.queue_index(queue)?;
+        let q = &mut self.queues[qi];
         let m = Member {
             interface: interface.into(),
             name: if name.is_empty() { interface.into() } else { name.into() },
@@ -641,11 +626,8 @@ impl World {
 
     /// `QueueRemove`: QueueMemberRemoved.
     pub fn remove_member(&mut self, queue: &str, interface: &str) -> Result<(), QueueError> {
-        let q = self
-            .queues
-            .iter_mut()
-            .find(|q| q.name == queue)
-            .ok_or_else(|| QueueError::NoQueue(queue.into()))?;
+        let qi = self.queue_index(queue)?;
+        let q = &mut self.queues[qi];
         let i = q
             .members
             .iter()
@@ -662,6 +644,14 @@ impl World {
     /// announce ExtensionStatus without StatusText.
     pub fn legacy(&self) -> bool {
         self.config.major() < 13
+    }
+
+    /// The position of a queue by name.
+    fn queue_index(&self, queue: &str) -> Result<usize, QueueError> {
+        self.queues
+            .iter()
+            .position(|q| q.name == queue)
+            .ok_or_else(|| QueueError::NoQueue(queue.into()))
     }
 
     pub fn uptime_secs(&self) -> u64 {

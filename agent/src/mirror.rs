@@ -36,6 +36,10 @@ pub struct Mirror {
     applied: HashMap<String, Value>,
     /// Written and not yet confirmed.
     inflight: HashMap<String, Value>,
+    /// Targets on which Asterisk reported a value while our write was on its way. Answers and
+    /// events reach us through different channels, so such a report may be newer than the
+    /// answer: it, not the answer, says what Asterisk shows.
+    seen_in_flight: HashSet<String>,
     clock: u64,
     pub collisions: u64,
     pub name_errors: u64,
@@ -51,6 +55,7 @@ impl Mirror {
             artifacts: HashSet::new(),
             applied: HashMap::new(),
             inflight: HashMap::new(),
+            seen_in_flight: HashSet::new(),
             clock: 0,
             collisions: 0,
             name_errors: 0,
@@ -178,20 +183,26 @@ impl Mirror {
 
     pub fn mark_inflight(&mut self, target: &str, v: Value) {
         self.inflight.insert(target.to_string(), v);
+        self.seen_in_flight.remove(target);
     }
 
-    /// A write finished: Some(value) if it succeeded.
+    /// A write finished (`ok`: Asterisk took it).
     pub fn write_done(&mut self, target: &str, v: &Value, ok: bool) {
         if self.inflight.get(target) == Some(v) {
             self.inflight.remove(target);
         }
-        if ok {
+        // A report that came while the write was on its way is at least as new as the answer.
+        let reported = self.seen_in_flight.remove(target);
+        if ok && !reported {
             self.applied.insert(target.to_string(), v.clone());
         }
     }
 
     /// Asterisk reported a value on a target (event or list).
     pub fn observed(&mut self, target: &str, v: Value) {
+        if self.inflight.contains_key(target) {
+            self.seen_in_flight.insert(target.to_string());
+        }
         self.applied.insert(target.to_string(), v);
     }
 
@@ -199,6 +210,7 @@ impl Mirror {
     pub fn forget_applied(&mut self) {
         self.applied.clear();
         self.inflight.clear();
+        self.seen_in_flight.clear();
     }
 }
 
@@ -253,6 +265,21 @@ mod tests {
         m.forget_applied();
         m.observed(&t, Value::Device(Busy));
         assert_eq!(m.needs_write(&t), None);
+    }
+
+    #[test]
+    fn a_report_during_a_write_outranks_its_answer() {
+        let mut m = mirror();
+        let t = m.set(&key("a", "SIP/1"), Some(Value::Device(Busy))).unwrap();
+        m.mark_inflight(&t, Value::Device(Busy));
+        // Someone else's NOT_INUSE is seen before our write's answer is.
+        m.observed(&t, Value::Device(NotInuse));
+        m.write_done(&t, &Value::Device(Busy), true);
+        assert_eq!(
+            m.needs_write(&t),
+            Some(Value::Device(Busy)),
+            "written again, not believed done"
+        );
     }
 
     #[test]

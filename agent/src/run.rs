@@ -632,5 +632,9 @@ impl Agent {
             self.retry.remove(&done.target);
         }
         self.mirror.write_done(&done.target, &done.value, result.is_ok());
+        // Asterisk may have reported another value while this write was on its way.
+        if result.is_ok() && self.mirror.needs_write(&done.target).is_some() {
+            self.write_targets(vec![done.target]);
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::local::{classify, Class, Local};
 use crate::mirror::Mirror;
 use ami::client::ActionError;
 use ami::{Client, ClientEvent, Message};
-use proto::transport::{self, Sender};
+use proto::transport::Dealer;
 use proto::{Entry, Kind, Msg, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -79,7 +79,7 @@ struct Written {
 struct Agent {
     cfg: AgentConfig,
     client: Client,
-    broker: Sender,
+    broker: Dealer,
     link: Link,
     mirror: Mirror,
     local: Local,
@@ -120,7 +120,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         )),
         None => None,
     };
-    let (bridge, broker_rx) = transport::dealer(&cfg.broker, &cfg.socket, |s| match &curve {
+    let broker = Dealer::connect(&cfg.broker, &cfg.socket, |s| match &curve {
         Some((public, secret, server)) => {
             s.set_curve_serverkey(server)?;
             s.set_curve_publickey(public)?;
@@ -142,7 +142,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         device_list_at: 0,
         presence_list_at: 0,
         sync_id: 0,
-        broker: bridge.sender.clone(),
+        broker,
         client: client.clone(),
         answers,
         guard: cfg.queue_guard.clone().map(Guard::new),
@@ -157,8 +157,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
     };
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
-        agent.run(ami_rx, broker_rx, answers_rx, stop).await;
-        drop(bridge);
+        agent.run(ami_rx, answers_rx, stop).await;
     });
     Ok(AgentHandle {
         stats,
@@ -172,7 +171,6 @@ impl Agent {
     async fn run(
         mut self,
         mut ami_rx: mpsc::Receiver<ClientEvent>,
-        mut broker_rx: mpsc::Receiver<Vec<u8>>,
         mut answers_rx: mpsc::UnboundedReceiver<(u64, Result<Message, ami::client::ActionError>)>,
         shutdown: CancellationToken,
     ) {
@@ -187,10 +185,7 @@ impl Agent {
                     Some(ev) => self.on_ami(ev, &mut ami_rx).await,
                     None => break,
                 },
-                frame = broker_rx.recv() => match frame {
-                    Some(f) => self.on_broker_frame(&f),
-                    None => break,
-                },
+                frame = self.broker.recv() => self.on_broker_frame(&frame),
                 Some((token, answer)) = answers_rx.recv() => self.on_answer(token, answer.map(|_| ())),
                 _ = tick.tick() => {
                     let m = self.link.on_tick(self.cfg.broker_timeout);
@@ -219,7 +214,7 @@ impl Agent {
 
     /// Sends to the broker; false if the frame was dropped (our socket queue is full).
     fn send(&self, m: &Msg) -> bool {
-        self.broker.send(m.encode())
+        self.broker.send(&m.encode())
     }
 
     async fn on_ami(&mut self, ev: ClientEvent, ami_rx: &mut mpsc::Receiver<ClientEvent>) {

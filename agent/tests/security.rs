@@ -81,13 +81,13 @@ async fn unknown_keys_and_impostors_get_nothing_and_write_nothing() {
 }
 
 /// A client speaking the protocol itself, with a key the broker accepts.
-fn rogue(b: &Broker, bk: &KeyPair, key: &KeyPair) -> (transport::Bridge, tokio::sync::mpsc::Receiver<Vec<u8>>) {
+fn rogue(b: &Broker, bk: &KeyPair, key: &KeyPair) -> transport::Dealer {
     let (public, secret, server) = (
         key.public_bytes().unwrap(),
         key.secret_bytes().unwrap(),
         bk.public_bytes().unwrap(),
     );
-    transport::dealer(b.endpoint(), &SocketOptions::default(), move |s| {
+    transport::Dealer::connect(b.endpoint(), &SocketOptions::default(), move |s| {
         s.set_curve_serverkey(&server)?;
         s.set_curve_publickey(&public)?;
         s.set_curve_secretkey(&secret)
@@ -105,19 +105,16 @@ async fn injected_names_and_messages_never_reach_asterisk() {
     let b = broker(&bk, &[(&ka, "a"), (&kc, "c")], 20_000);
     let sc = pbx("c", "300").await;
     let _c = agent("c", &sc, &b, &kc, &bk);
-    let (r, mut rx) = rogue(&b, &bk, &ka);
-    r.sender.send(
-        Msg::Hello {
+    let r = rogue(&b, &bk, &ka);
+    r.send(
+        &Msg::Hello {
             server: "a".into(),
             instance: 1,
             software: "rogue".into(),
         }
         .encode(),
     );
-    assert!(matches!(
-        Msg::decode(&rx.recv().await.unwrap()),
-        Ok(Msg::Welcome { .. })
-    ));
+    assert!(matches!(Msg::decode(&r.recv().await), Ok(Msg::Welcome { .. })));
     let evil = [
         Entry::device("a", "SIP/1\r\nAction: Originate", DeviceState::Inuse),
         Entry::presence(
@@ -130,10 +127,10 @@ async fn injected_names_and_messages_never_reach_asterisk() {
         Entry::device("a", "SIP/1)=1\r\nAction: Originate", DeviceState::Inuse),
     ];
     for e in evil {
-        r.sender.send(Msg::Update { entries: vec![e] }.encode());
+        r.send(&Msg::Update { entries: vec![e] }.encode());
         // Skip what else the broker sends this session (c's states); the answer is an error.
         loop {
-            match Msg::decode(&rx.recv().await.unwrap()) {
+            match Msg::decode(&r.recv().await) {
                 Ok(Msg::Error { code, .. }) => {
                     assert_eq!(code, proto::ErrorCode::BadEntry);
                     break;
@@ -144,10 +141,10 @@ async fn injected_names_and_messages_never_reach_asterisk() {
         }
     }
     // Raw garbage and a wrong version are refused too, and the session carries on.
-    r.sender.send(b"\x00\xffnot json".to_vec());
-    r.sender.send(br#"{"v":9,"type":"update","entries":[]}"#.to_vec());
-    r.sender.send(
-        Msg::Update {
+    r.send(b"\x00\xffnot json");
+    r.send(br#"{"v":9,"type":"update","entries":[]}"#);
+    r.send(
+        &Msg::Update {
             entries: vec![Entry::device("a", "SIP/1", DeviceState::Busy)],
         }
         .encode(),
@@ -177,19 +174,16 @@ async fn a_flooding_agent_is_limited_and_delays_no_one() {
     sa.set_device("SIP/100", DeviceState::Busy);
     assert!(sb.wait_device("Custom:SIP/100", DeviceState::Busy, WAIT).await);
 
-    let (r, mut rx) = rogue(&b, &bk, &kc);
-    r.sender.send(
-        Msg::Hello {
+    let r = rogue(&b, &bk, &kc);
+    r.send(
+        &Msg::Hello {
             server: "c".into(),
             instance: 1,
             software: "flood".into(),
         }
         .encode(),
     );
-    assert!(matches!(
-        Msg::decode(&rx.recv().await.unwrap()),
-        Ok(Msg::Welcome { .. })
-    ));
+    assert!(matches!(Msg::decode(&r.recv().await), Ok(Msg::Welcome { .. })));
     let flood = std::thread::spawn(move || {
         let t = Instant::now();
         let mut n = 0u32;
@@ -203,7 +197,7 @@ async fn a_flooding_agent_is_limited_and_delays_no_one() {
                     DeviceState::NotInuse
                 },
             );
-            r.sender.send(Msg::Update { entries: vec![e] }.encode());
+            r.send(&Msg::Update { entries: vec![e] }.encode());
             n += 1;
             // 20 000 messages/s, ten times the limit: a hostile agent on another machine, not
             // a busy loop stealing this test's cores.

@@ -4,7 +4,7 @@
 //! socket's `ZMQ_FD` ([`Dealer`]); the broker, which owns a thread, polls its sockets there.
 
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -72,6 +72,8 @@ pub struct Dealer {
     fd: AsyncFd<ZmqFd>,
     sock: Mutex<zmq::Socket>,
     dropped: AtomicU64,
+    /// The socket must be tried before waiting on the descriptor (see `recv`).
+    check: AtomicBool,
     endpoint: String,
 }
 
@@ -104,6 +106,7 @@ impl Dealer {
             sock: Mutex::new(sock),
             fd,
             dropped: AtomicU64::new(0),
+            check: AtomicBool::new(true),
             endpoint: endpoint.to_string(),
         })
     }
@@ -111,6 +114,7 @@ impl Dealer {
     /// Queues one frame; never waits. A frame libzmq will not take (its queue to the peer is
     /// full) is dropped and counted, and false is returned: the caller resyncs instead.
     pub fn send(&self, frame: &[u8]) -> bool {
+        self.check.store(true, Ordering::Relaxed);
         match self.socket().send(frame, zmq::DONTWAIT) {
             Ok(()) => true,
             Err(e) => {
@@ -122,26 +126,38 @@ impl Dealer {
     }
 
     /// The next frame from the peer. Cancel-safe: a frame is only taken when it is returned.
+    ///
+    /// Every failed non-blocking receive costs libzmq two system calls (poll, getpid), and
+    /// `select!` polls this future on every turn of the agent's loop: so the socket is only
+    /// tried when the descriptor said so, or after a send (which may have consumed the
+    /// notification: libzmq processes its command queue, and resets the descriptor, on any call).
     pub async fn recv(&self) -> Vec<u8> {
         loop {
-            // Trying first also covers a notification that a `send` consumed: libzmq
-            // processes its command queue (and resets the descriptor) on any call.
-            match self.socket().recv_bytes(zmq::DONTWAIT) {
-                Ok(frame) => return frame,
-                Err(zmq::Error::EAGAIN) => {}
-                Err(e) => warn!(endpoint = %self.endpoint, error = %e, "zmq receive failed"),
+            if self.check.swap(false, Ordering::Relaxed) {
+                if let Some(frame) = self.try_recv() {
+                    self.check.store(true, Ordering::Relaxed);
+                    return frame;
+                }
             }
             let Ok(mut ready) = self.fd.readable().await else {
                 return std::future::pending().await;
             };
-            let readable = self
-                .socket()
-                .get_events()
-                .map(|ev| ev.contains(zmq::POLLIN))
-                .unwrap_or(false);
-            if !readable {
+            match self.try_recv() {
+                // Readiness is kept: more frames may be queued, the next call looks again.
+                Some(frame) => return frame,
                 // Edge-triggered: the next message makes the descriptor readable again.
-                ready.clear_ready();
+                None => ready.clear_ready(),
+            }
+        }
+    }
+
+    fn try_recv(&self) -> Option<Vec<u8>> {
+        match self.socket().recv_bytes(zmq::DONTWAIT) {
+            Ok(frame) => Some(frame),
+            Err(zmq::Error::EAGAIN) => None,
+            Err(e) => {
+                warn!(endpoint = %self.endpoint, error = %e, "zmq receive failed");
+                None
             }
         }
     }

@@ -206,6 +206,14 @@ impl Agent {
                 }
                 _ = shutdown.cancelled() => break,
             }
+            // Local events that are already here go out in the same frame: one frame, and one
+            // wake-up of each socket thread on the way, instead of one per event.
+            for _ in 0..256 {
+                match ami_rx.try_recv() {
+                    Ok(ev) => self.on_ami(ev, &mut ami_rx).await,
+                    Err(_) => break,
+                }
+            }
             self.flush_outgoing();
         }
         self.client.shutdown();

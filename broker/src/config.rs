@@ -41,6 +41,11 @@ pub struct BrokerConfig {
     pub lost_policy: LostPolicy,
     /// Entries per Updates or Snapshot message.
     pub batch: usize,
+    /// An agent sent a frame less than this long ago gets the next one when the window ends:
+    /// under load updates then travel together (fewer frames, fewer wake-ups on every agent),
+    /// at the cost of at most this much latency; an idle agent's update leaves at once.
+    /// Zero sends every round.
+    pub batch_window: Duration,
     pub socket: SocketOptions,
     /// CURVE: the broker's key pair and the agents it accepts (public key -> server id).
     /// None: plain text, allowed on loopback only.
@@ -58,6 +63,7 @@ impl Default for BrokerConfig {
             lost_after: Duration::from_secs(5),
             lost_policy: LostPolicy::Unavailable,
             batch: 500,
+            batch_window: Duration::from_micros(500),
             socket: SocketOptions::default(),
             curve: None,
             rate_limit: 20_000,

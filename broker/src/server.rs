@@ -212,32 +212,19 @@ impl Core {
         let tick = (self.config.heartbeat / 4).max(Duration::from_millis(10));
         let mut next_tick = Instant::now() + tick;
         while !self.stopped.load(Ordering::Relaxed) {
-            let backlog = self.sessions.values().any(|s| !s.outbox.is_empty() || s.snapshot_owed);
-            let wait = if backlog {
-                Duration::from_millis(2)
-            } else {
-                next_tick.saturating_duration_since(Instant::now())
-            };
-            let mut items = [
-                self.router.as_poll_item(zmq::POLLIN),
-                self.wake.as_poll_item(zmq::POLLIN),
-            ];
-            let _ = zmq::poll(&mut items, wait.as_millis().max(1) as i64);
-            let (readable, woken) = (items[0].is_readable(), items[1].is_readable());
-            if readable {
-                // Bounded per round so that fan-out and timers keep their turn under a flood.
-                for _ in 0..10_000 {
-                    match self.recv() {
-                        Some((parts, user)) => self.on_frames(parts, user),
-                        None => break,
-                    }
+            let now = Instant::now();
+            let until = self.next_flush(now).map_or(next_tick, |due| due.min(next_tick));
+            wait_readable(&[&self.router, &self.wake], until.saturating_duration_since(now));
+            // Bounded per round so that fan-out and timers keep their turn under a flood.
+            for _ in 0..10_000 {
+                match self.recv() {
+                    Some((parts, user)) => self.on_frames(parts, user),
+                    None => break,
                 }
             }
-            if woken {
-                while self.wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
-                while let Ok(c) = self.control.try_recv() {
-                    self.on_control(c);
-                }
+            while self.wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
+            while let Ok(c) = self.control.try_recv() {
+                self.on_control(c);
             }
             if Instant::now() >= next_tick {
                 self.on_tick();
@@ -246,6 +233,23 @@ impl Core {
             self.flush_all();
         }
         info!("broker stopped");
+    }
+
+    /// When the next flush is due: an agent's batch window ends, or libzmq may take again
+    /// what it refused (its queue for a slow agent was full).
+    fn next_flush(&self, now: Instant) -> Option<Instant> {
+        self.sessions
+            .values()
+            .filter(|s| !s.outbox.is_empty() || s.snapshot_owed)
+            .map(|s| {
+                let window_end = s.last_sent + self.config.batch_window;
+                if s.snapshot_owed || window_end <= now {
+                    now + BACKPRESSURE_RETRY
+                } else {
+                    window_end
+                }
+            })
+            .min()
     }
 
     fn on_control(&mut self, c: Control) {
@@ -498,11 +502,15 @@ impl Core {
         }
     }
 
+    /// Sends every agent what it is owed, unless it was sent something less than the batch
+    /// window ago: under load its updates then leave together, one frame (and one wake-up of
+    /// every thread on the way) instead of one per update; when idle nothing waits.
     fn flush_all(&mut self) {
+        let window = self.config.batch_window;
         let ids: Vec<Vec<u8>> = self
             .sessions
             .iter()
-            .filter(|(_, s)| !s.outbox.is_empty() || s.snapshot_owed)
+            .filter(|(_, s)| s.snapshot_owed || (!s.outbox.is_empty() && s.last_sent.elapsed() >= window))
             .map(|(id, _)| id.clone())
             .collect();
         for id in ids {
@@ -626,6 +634,35 @@ impl Core {
 }
 
 /// Whether a `tcp://host:port` endpoint is on this machine only.
+/// How soon a send that libzmq refused (its queue for that agent was full) is tried again.
+const BACKPRESSURE_RETRY: Duration = Duration::from_millis(2);
+
+/// Waits until one of `sockets` may have something to receive, or `timeout` has passed.
+///
+/// `zmq::poll` counts in milliseconds, too coarse for a batch window of a fraction of one: so
+/// this waits on the sockets' `ZMQ_FD` with ppoll(2), which counts in nanoseconds. That
+/// descriptor only signals a change, so each socket's `ZMQ_EVENTS` is looked at first.
+fn wait_readable(sockets: &[&zmq::Socket], timeout: Duration) {
+    let mut fds = Vec::with_capacity(sockets.len());
+    for s in sockets {
+        match (s.get_events(), s.get_fd()) {
+            (Ok(ev), Ok(fd)) if !ev.contains(zmq::POLLIN) => fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }),
+            _ => return,
+        }
+    }
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(3600) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `fds` points to `fds.len()` initialised pollfd structs and `ts` to a timespec,
+    // both alive for the duration of the call; a null signal mask leaves the mask unchanged.
+    unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
+}
+
 pub fn is_loopback(endpoint: &str) -> bool {
     let host = endpoint
         .trim_start_matches("tcp://")

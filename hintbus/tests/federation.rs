@@ -332,6 +332,17 @@ fn config_mistakes_are_named_and_fatal() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("[broker] lost_policy = \"sometimes\": expected unavailable, keep or remove"));
+    let bad = dir.write("w.ini", "[broker]\nbatch_window_us = 250000\n");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hintbus"))
+        .args(["broker", "--check", "-c", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("w.ini: [broker] batch_window_us = \"250000\": at most 100000"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ok = dir.write(
         "c.ini",
         "[agent]\nserver = a\n[ami]\nsecret_file = /nonexistent/secret\n",

@@ -11,7 +11,7 @@
 use crate::template::Template;
 use ami::{DeviceState, PresenceState};
 use proto::{Key, Kind, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use tracing::warn;
 
 #[derive(Debug, Default)]
@@ -32,14 +32,8 @@ pub struct Mirror {
     by_key: HashMap<Key, String>,
     /// What restarting Asterisk turns our slash names into (`Custom:SIP/100` -> `Custom:100`).
     artifacts: HashSet<String>,
-    /// What this Asterisk holds on each target, as far as we know.
-    applied: HashMap<String, Value>,
-    /// Written and not yet confirmed.
-    inflight: HashMap<String, Value>,
-    /// Targets on which Asterisk reported a value while our write was on its way. Answers and
-    /// events reach us through different channels, so such a report may be newer than the
-    /// answer: it, not the answer, says what Asterisk shows.
-    seen_in_flight: HashSet<String>,
+    /// What this Asterisk shows on each target, as far as we know, and our writes on the way.
+    shown: HashMap<String, Shown>,
     clock: u64,
     pub collisions: u64,
     pub name_errors: u64,
@@ -53,9 +47,7 @@ impl Mirror {
             targets: HashMap::new(),
             by_key: HashMap::new(),
             artifacts: HashSet::new(),
-            applied: HashMap::new(),
-            inflight: HashMap::new(),
-            seen_in_flight: HashSet::new(),
+            shown: HashMap::new(),
             clock: 0,
             collisions: 0,
             name_errors: 0,
@@ -177,41 +169,88 @@ impl Mirror {
     /// should.
     pub fn needs_write(&self, target: &str) -> Option<Value> {
         let want = self.desired(target)?;
-        let have = self.inflight.get(target).or_else(|| self.applied.get(target));
+        let have = self
+            .shown
+            .get(target)
+            .and_then(|s| s.inflight.back().or(s.applied.as_ref()));
         (have != Some(&want)).then_some(want)
     }
 
+    /// A write of `v` on `target` was sent.
     pub fn mark_inflight(&mut self, target: &str, v: Value) {
-        self.inflight.insert(target.to_string(), v);
-        self.seen_in_flight.remove(target);
+        let s = self.shown.entry(target.to_string()).or_default();
+        s.inflight.push_back(v.clone());
+        s.echoes.push_back(v);
+        if s.echoes.len() > MAX_ECHOES {
+            s.echoes.pop_front();
+        }
     }
 
-    /// A write finished (`ok`: Asterisk took it).
+    /// The answer to a write of `v` on `target` came: success or not.
     pub fn write_done(&mut self, target: &str, v: &Value, ok: bool) {
-        if self.inflight.get(target) == Some(v) {
-            self.inflight.remove(target);
+        let Some(s) = self.shown.get_mut(target) else { return };
+        if let Some(i) = s.inflight.iter().position(|x| x == v) {
+            s.inflight.remove(i);
         }
-        // A report that came while the write was on its way is at least as new as the answer.
-        let reported = self.seen_in_flight.remove(target);
-        if ok && !reported {
-            self.applied.insert(target.to_string(), v.clone());
+        if !ok {
+            // Nothing changed on Asterisk: no echo will come for this write.
+            if let Some(i) = s.echoes.iter().rposition(|x| x == v) {
+                s.echoes.remove(i);
+            }
+        } else if !s.outside {
+            s.applied = Some(v.clone());
+        }
+        if s.inflight.is_empty() {
+            // From here on `applied` is what Asterisk reported last, or our last write.
+            s.outside = false;
         }
     }
 
-    /// Asterisk reported a value on a target (event or list).
+    /// Asterisk reported `v` on `target` (an event, or a list at resync).
     pub fn observed(&mut self, target: &str, v: Value) {
-        if self.inflight.contains_key(target) {
-            self.seen_in_flight.insert(target.to_string());
+        let s = self.shown.entry(target.to_string()).or_default();
+        if let Some(i) = s.echoes.iter().position(|x| *x == v) {
+            // The echo of one of our writes. Echoes of older writes are not coming any more
+            // (Asterisk keeps order); one of a write that newer ones follow says nothing of
+            // what Asterisk will show, so it is not taken as the current value.
+            s.echoes.drain(..=i);
+            if s.echoes.is_empty() {
+                s.applied = Some(v);
+            }
+            return;
         }
-        self.applied.insert(target.to_string(), v);
+        // Not ours: someone else wrote our name, or a late action of a dropped session landed.
+        // While writes are on their way their answers no longer say what Asterisk shows.
+        if !s.inflight.is_empty() {
+            s.outside = true;
+        }
+        s.applied = Some(v);
     }
 
-    /// Asterisk's state is unknown (reconnected): it will be re-read.
+    /// After an AMI reconnect nothing is known of what Asterisk shows.
     pub fn forget_applied(&mut self) {
-        self.applied.clear();
-        self.inflight.clear();
-        self.seen_in_flight.clear();
+        self.shown.clear();
     }
+}
+
+/// Echoes expected per target, at most: a write whose echo never comes (Asterisk already
+/// showed its value) must not be remembered forever.
+const MAX_ECHOES: usize = 8;
+
+/// What we know of one target on this Asterisk. Answers and events reach the agent through
+/// different channels and events may lag the answers, so both are needed to tell our own
+/// writes' echoes from a change made by someone else.
+#[derive(Debug, Default)]
+struct Shown {
+    /// What Asterisk last reported, or what our last answered write set.
+    applied: Option<Value>,
+    /// Our writes not answered yet, in the order sent.
+    inflight: VecDeque<Value>,
+    /// Our writes whose echo (the event Asterisk sends for the change) has not come yet.
+    echoes: VecDeque<Value>,
+    /// A value none of our writes set was reported while writes were on their way: it, not
+    /// their answers, says what Asterisk shows.
+    outside: bool,
 }
 
 #[cfg(test)]
@@ -280,6 +319,37 @@ mod tests {
             Some(Value::Device(Busy)),
             "written again, not believed done"
         );
+    }
+
+    #[test]
+    fn late_echoes_of_our_own_writes_are_not_written_again() {
+        let mut m = mirror();
+        let t = m.set(&key("a", "SIP/1"), Some(Value::Device(Ringing))).unwrap();
+        m.mark_inflight(&t, Value::Device(Ringing));
+        m.set(&key("a", "SIP/1"), Some(Value::Device(Inuse)));
+        assert_eq!(m.needs_write(&t), Some(Value::Device(Inuse)));
+        m.mark_inflight(&t, Value::Device(Inuse));
+        // Both answers first, then both echoes: nothing to write at any step.
+        m.write_done(&t, &Value::Device(Ringing), true);
+        m.write_done(&t, &Value::Device(Inuse), true);
+        m.observed(&t, Value::Device(Ringing));
+        assert_eq!(m.needs_write(&t), None, "the echo of an older write is not a change");
+        m.observed(&t, Value::Device(Inuse));
+        assert_eq!(m.needs_write(&t), None);
+        // Echoes before answers: the same.
+        m.set(&key("a", "SIP/1"), Some(Value::Device(NotInuse)));
+        m.mark_inflight(&t, Value::Device(NotInuse));
+        m.set(&key("a", "SIP/1"), Some(Value::Device(Busy)));
+        m.mark_inflight(&t, Value::Device(Busy));
+        m.observed(&t, Value::Device(NotInuse));
+        m.observed(&t, Value::Device(Busy));
+        m.write_done(&t, &Value::Device(NotInuse), true);
+        assert_eq!(m.needs_write(&t), None);
+        m.write_done(&t, &Value::Device(Busy), true);
+        assert_eq!(m.needs_write(&t), None);
+        // And a change by someone else after all that is still put back.
+        m.observed(&t, Value::Device(Unavailable));
+        assert_eq!(m.needs_write(&t), Some(Value::Device(Busy)));
     }
 
     #[test]

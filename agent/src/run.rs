@@ -206,12 +206,17 @@ impl Agent {
                 }
                 _ = shutdown.cancelled() => break,
             }
-            // Local events that are already here go out in the same frame: one frame, and one
-            // wake-up of each socket thread on the way, instead of one per event.
-            for _ in 0..256 {
-                match ami_rx.try_recv() {
-                    Ok(ev) => self.on_ami(ev, &mut ami_rx).await,
-                    Err(_) => break,
+            // What else is already here is handled in the same turn: one turn of `select!` per
+            // wake-up rather than per message, and local events leave in one frame (one wake-up
+            // of each thread on the way) rather than one each. Bounded, so ticks and broker
+            // frames keep their turn.
+            for _ in 0..512 {
+                if let Ok((token, answer)) = answers_rx.try_recv() {
+                    self.on_answer(token, answer.map(|_| ()));
+                } else if let Ok(ev) = ami_rx.try_recv() {
+                    self.on_ami(ev, &mut ami_rx).await;
+                } else {
+                    break;
                 }
             }
             self.flush_outgoing();

@@ -97,13 +97,24 @@ impl Mirror {
             }
         };
         self.clock += 1;
-        let t = self.targets.entry(target.clone()).or_default();
+        // Looked up before inserting: the common case (a known target and origin) allocates
+        // nothing, which is most of an agent's work under load.
+        if !self.targets.contains_key(&target) {
+            self.targets.insert(target.clone(), Target::default());
+        }
+        let t = self.targets.get_mut(&target).expect("inserted above");
         t.kind = Some(key.kind);
         match value {
-            Some(v) => {
-                t.sources.insert(key.origin.clone(), v);
-                t.stamp.insert(key.origin.clone(), self.clock);
-            }
+            Some(v) => match (t.sources.get_mut(&key.origin), t.stamp.get_mut(&key.origin)) {
+                (Some(source), Some(stamp)) => {
+                    *source = v;
+                    *stamp = self.clock;
+                }
+                _ => {
+                    t.sources.insert(key.origin.clone(), v);
+                    t.stamp.insert(key.origin.clone(), self.clock);
+                }
+            },
             None => {
                 t.sources.remove(&key.origin);
                 t.stamp.remove(&key.origin);

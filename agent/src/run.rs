@@ -501,7 +501,7 @@ impl Agent {
                     }
                     match e.value() {
                         Ok(v) => {
-                            let touched = self.mirror.set(&e.key(), v);
+                            let touched = self.mirror.set(&e.into_key(), v);
                             self.write_targets(touched.into_iter().collect());
                         }
                         Err(err) => warn!(server = %self.cfg.server, error = %err, "invalid entry from broker ignored"),

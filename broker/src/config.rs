@@ -63,7 +63,7 @@ impl Default for BrokerConfig {
             lost_after: Duration::from_secs(5),
             lost_policy: LostPolicy::Unavailable,
             batch: 500,
-            batch_window: Duration::from_micros(500),
+            batch_window: Duration::from_micros(1000),
             socket: SocketOptions::default(),
             curve: None,
             rate_limit: 20_000,

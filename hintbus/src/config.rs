@@ -235,9 +235,13 @@ impl Section<'_> {
 }
 
 /// `batch_window_us`: 0 to 100 ms; longer would show as lamp lag.
-fn batch_window(s: &mut Section) -> Result<Duration, ConfigError> {
+fn batch_window(s: &mut Section, default: Duration) -> Result<Duration, ConfigError> {
     const KEY: &str = "batch_window_us";
-    let us: u64 = s.parse(KEY, 500, "a number of microseconds (0 sends every update at once)")?;
+    let us: u64 = s.parse(
+        KEY,
+        default.as_micros() as u64,
+        "a number of microseconds (0 sends every update at once)",
+    )?;
     if us > 100_000 {
         return Err(s.err(
             KEY,
@@ -261,7 +265,7 @@ pub fn broker(l: &Loaded) -> Result<BrokerConfig, ConfigError> {
         lost_after: s.millis("lost_after_ms", 5000)?,
         lost_policy: s.parse("lost_policy", LostPolicy::Unavailable, "unavailable, keep or remove")?,
         rate_limit: s.parse("rate_limit", 20_000u32, "messages per second per agent")?,
-        batch_window: batch_window(&mut s)?,
+        batch_window: batch_window(&mut s, d.batch_window)?,
         curve: None,
         ..d
     };

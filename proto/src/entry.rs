@@ -142,6 +142,15 @@ impl Entry {
         }
     }
 
+    /// The key, taking the entry's strings instead of copying them.
+    pub fn into_key(self) -> Key {
+        Key {
+            origin: self.origin,
+            kind: self.kind,
+            name: self.name,
+        }
+    }
+
     pub fn key(&self) -> Key {
         Key {
             origin: self.origin.clone(),

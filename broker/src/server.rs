@@ -235,18 +235,17 @@ impl Core {
         info!("broker stopped");
     }
 
-    /// When the next flush is due: an agent's batch window ends, or libzmq may take again
-    /// what it refused (its queue for a slow agent was full).
+    /// When the next flush is due: an agent's held updates are released, or libzmq may take
+    /// again what it refused (its queue for a slow agent was full).
     fn next_flush(&self, now: Instant) -> Option<Instant> {
         self.sessions
             .values()
             .filter(|s| !s.outbox.is_empty() || s.snapshot_owed)
             .map(|s| {
-                let window_end = s.last_sent + self.config.batch_window;
-                if s.snapshot_owed || window_end <= now {
+                if s.backpressured {
                     now + BACKPRESSURE_RETRY
                 } else {
-                    window_end
+                    s.held_until(self.config.batch_window).max(now)
                 }
             })
             .min()
@@ -479,9 +478,12 @@ impl Core {
         Stats::set(&self.stats.entries, self.table.len() as u64);
         for s in self.sessions.values_mut() {
             let before = s.outbox.coalesced;
+            let mut queued = 0;
             for e in changed.iter().filter(|e| e.origin != s.server) {
                 s.outbox.push(e.clone());
+                queued += 1;
             }
+            s.count_queued(queued);
             Stats::add(&self.stats.coalesced, s.outbox.coalesced - before);
         }
         if let Some(feed) = &self.feed {
@@ -502,15 +504,16 @@ impl Core {
         }
     }
 
-    /// Sends every agent what it is owed, unless it was sent something less than the batch
-    /// window ago: under load its updates then leave together, one frame (and one wake-up of
-    /// every thread on the way) instead of one per update; when idle nothing waits.
+    /// Sends every agent what it is owed, unless its updates are held for the batch window
+    /// (see [`Session::held_until`]): under load they then leave together, one frame (and one
+    /// wake-up of every thread on the way) instead of one per update; when idle nothing waits.
     fn flush_all(&mut self) {
         let window = self.config.batch_window;
+        let now = Instant::now();
         let ids: Vec<Vec<u8>> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.snapshot_owed || (!s.outbox.is_empty() && s.last_sent.elapsed() >= window))
+            .filter(|(_, s)| s.snapshot_owed || (!s.outbox.is_empty() && s.held_until(window) <= now))
             .map(|(id, _)| id.clone())
             .collect();
         for id in ids {
@@ -543,12 +546,15 @@ impl Core {
                     debug!(error = %e, "snapshot deferred");
                     if e == zmq::Error::EHOSTUNREACH {
                         self.drop_session(id);
+                    } else if let Some(s) = self.sessions.get_mut(id) {
+                        s.backpressured = true;
                     }
                     return;
                 }
             }
             Stats::add(&self.stats.snapshots, 1);
             if let Some(s) = self.sessions.get_mut(id) {
+                s.backpressured = false;
                 s.snapshot_owed = false;
             }
         }
@@ -568,10 +574,12 @@ impl Core {
                     s.seq += 1;
                     s.outbox.commit(n);
                     s.last_sent = Instant::now();
+                    s.backpressured = false;
                     Stats::add(&self.stats.sent_entries, n as u64);
                 }
                 Err(zmq::Error::EAGAIN) => {
                     Stats::add(&self.stats.backpressure, 1);
+                    s.backpressured = true;
                     return;
                 }
                 Err(e) => {
@@ -608,6 +616,9 @@ impl Core {
             }
         }
         Stats::set(&self.stats.agents, self.sessions.len() as u64);
+        for s in self.sessions.values_mut() {
+            s.sample_rate(now);
+        }
         let idle: Vec<Vec<u8>> = self
             .sessions
             .iter()

@@ -2,7 +2,10 @@
 
 use crate::outbox::Outbox;
 use proto::Entry;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How often an agent's update rate is sampled, at most.
+const RATE_SAMPLE: Duration = Duration::from_millis(100);
 
 pub struct Session {
     /// The ROUTER identity of the agent's connection.
@@ -23,6 +26,12 @@ pub struct Session {
     pub tokens: f64,
     pub refilled: Instant,
     pub last_limited_notice: Option<Instant>,
+    /// libzmq refused the last send (its queue for this agent is full): try again later.
+    pub backpressured: bool,
+    /// Updates queued for this agent per second, averaged over the last samples.
+    rate: f64,
+    queued: u64,
+    sampled: Instant,
 }
 
 impl Session {
@@ -40,6 +49,40 @@ impl Session {
         }
     }
 
+    /// Counts updates queued for this agent, for its rate.
+    pub fn count_queued(&mut self, n: u64) {
+        self.queued += n;
+        let now = Instant::now();
+        if now.duration_since(self.sampled) >= RATE_SAMPLE {
+            self.sample_rate(now);
+        }
+    }
+
+    /// Updates the rate: when updates are counted, and at every broker tick (so that it
+    /// decays when they stop).
+    pub fn sample_rate(&mut self, now: Instant) {
+        let dt = now.duration_since(self.sampled).as_secs_f64();
+        if dt > 0.0 {
+            self.rate = (self.rate + self.queued as f64 / dt) / 2.0;
+            self.queued = 0;
+            self.sampled = now;
+        }
+    }
+
+    /// Until when this agent's pending updates are held back, waiting for more to send them
+    /// with: while its batch window is open and at least one more update is expected in what is
+    /// left of it. An agent that gets few updates is never held: holding would only add
+    /// latency, and wake the broker once more.
+    pub fn held_until(&self, window: Duration) -> Instant {
+        let window_end = self.last_sent + window;
+        if self.rate <= 0.0 {
+            return self.last_sent;
+        }
+        window_end
+            .checked_sub(Duration::from_secs_f64((1.0 / self.rate).min(3600.0)))
+            .unwrap_or(self.last_sent)
+    }
+
     pub fn new(identity: Vec<u8>, server: String, instance: u64) -> Session {
         let now = Instant::now();
         Session {
@@ -55,6 +98,10 @@ impl Session {
             tokens: f64::MAX,
             refilled: now,
             last_limited_notice: None,
+            backpressured: false,
+            rate: 0.0,
+            queued: 0,
+            sampled: now,
         }
     }
 }

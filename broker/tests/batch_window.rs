@@ -1,5 +1,5 @@
-//! The batch window: an idle agent's update leaves at once; updates for an agent that was just
-//! sent something wait for the window's end and travel together, in order.
+//! The batch window: an idle agent's update leaves at once; an agent that gets many updates
+//! gets them together, once per window, in order.
 
 use ami::DeviceState;
 use broker::{Broker, BrokerConfig};
@@ -8,7 +8,7 @@ use proto::{Entry, Msg};
 use std::time::Duration;
 use tokio::time::{timeout, Instant};
 
-const WINDOW: Duration = Duration::from_millis(600);
+const WINDOW: Duration = Duration::from_millis(300);
 
 fn broker() -> Broker {
     Broker::start(BrokerConfig {
@@ -51,13 +51,27 @@ async fn next(d: &Dealer) -> Vec<u8> {
         .expect("a frame within 10 s")
 }
 
-/// The next Updates message, as (when it came, the device names it holds).
-async fn updates(d: &Dealer) -> (Instant, Vec<String>) {
+/// The next Updates message, as (when it came, its entries as (device, state)).
+async fn updates(d: &Dealer) -> (Instant, Vec<(String, String)>) {
     loop {
         if let Ok(Msg::Updates { entries, .. }) = Msg::decode(&next(d).await) {
-            return (Instant::now(), entries.into_iter().map(|e| e.name).collect());
+            let got = entries
+                .into_iter()
+                .map(|e| (e.name, e.state.unwrap_or_default()))
+                .collect();
+            return (Instant::now(), got);
         }
     }
+}
+
+/// Update number `i`: five devices, each alternating, so that every one is a change.
+fn nth(i: usize) -> (String, DeviceState) {
+    let state = if (i / 5) % 2 == 0 {
+        DeviceState::Inuse
+    } else {
+        DeviceState::NotInuse
+    };
+    (format!("SIP/{}", i % 5), state)
 }
 
 fn update(name: &str, state: DeviceState) -> Vec<u8> {
@@ -76,28 +90,42 @@ async fn busy_agents_get_updates_together_idle_ones_at_once() {
     tokio::time::sleep_until(snapshot_at + WINDOW + Duration::from_millis(50)).await;
 
     let sent = Instant::now();
-    tx.send(&update("SIP/1", DeviceState::Inuse));
+    tx.send(&update("SIP/9", DeviceState::Busy));
     let (first_at, first) = updates(&rx).await;
-    assert_eq!(first, ["SIP/1"]);
+    assert_eq!(first, [("SIP/9".to_string(), "BUSY".to_string())]);
     assert!(
         first_at - sent < WINDOW / 2,
         "an idle agent's update waited {:?}",
         first_at - sent
     );
 
-    // Three more, each in a frame of its own, right behind: they leave when the window ends.
-    for (name, state) in [
-        ("SIP/2", DeviceState::Ringing),
-        ("SIP/3", DeviceState::Inuse),
-        ("SIP/2", DeviceState::Inuse),
-    ] {
-        tx.send(&update(name, state));
+    // Now a steady stream, one update every millisecond: once the broker has seen b's rate,
+    // b gets them a window at a time.
+    const N: usize = 600;
+    let stream = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        for i in 0..N {
+            tick.tick().await;
+            let (name, state) = nth(i);
+            tx.send(&update(&name, state));
+        }
+        tx
+    });
+    let mut got = Vec::new();
+    let mut frames = 0;
+    while got.len() < N {
+        let (_, entries) = updates(&rx).await;
+        frames += 1;
+        got.extend(entries);
     }
-    let (second_at, second) = updates(&rx).await;
-    assert_eq!(second, ["SIP/2", "SIP/3", "SIP/2"], "together and in order");
-    assert!(
-        second_at - first_at >= WINDOW - Duration::from_millis(50),
-        "sent {:?} after the previous frame, inside the window",
-        second_at - first_at
-    );
+    drop(stream.await.unwrap());
+    let want: Vec<(String, String)> = (0..N)
+        .map(|i| {
+            let (name, state) = nth(i);
+            (name, state.as_str().to_string())
+        })
+        .collect();
+    assert_eq!(got, want, "every update, in order");
+    // One frame per update until the rate is known (a sample every 100 ms), then one per window.
+    assert!(frames < N / 3, "{frames} frames for {N} updates: not batched");
 }

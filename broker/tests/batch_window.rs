@@ -66,7 +66,7 @@ async fn updates(d: &Dealer) -> (Instant, Vec<(String, String)>) {
 
 /// Update number `i`: five devices, each alternating, so that every one is a change.
 fn nth(i: usize) -> (String, DeviceState) {
-    let state = if (i / 5) % 2 == 0 {
+    let state = if (i / 5).is_multiple_of(2) {
         DeviceState::Inuse
     } else {
         DeviceState::NotInuse

@@ -41,10 +41,10 @@ pub struct BrokerConfig {
     pub lost_policy: LostPolicy,
     /// Entries per Updates or Snapshot message.
     pub batch: usize,
-    /// An agent sent a frame less than this long ago gets the next one when the window ends:
-    /// under load updates then travel together (fewer frames, fewer wake-ups on every agent),
-    /// at the cost of at most this much latency; an idle agent's update leaves at once.
-    /// Zero sends every round.
+    /// An agent that gets updates faster than one per window, and was sent a frame less than
+    /// this long ago, gets the next ones when the window ends: under load updates then travel
+    /// together (fewer frames, fewer wake-ups on every agent), at the cost of at most this
+    /// much latency. An agent that gets few updates is never held. Zero sends every round.
     pub batch_window: Duration,
     pub socket: SocketOptions,
     /// CURVE: the broker's key pair and the agents it accepts (public key -> server id).

@@ -179,6 +179,8 @@ impl Agent {
         self.send(&hello);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + self.cfg.heartbeat, self.cfg.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             tokio::select! {
                 ev = ami_rx.recv() => match ev {
@@ -204,7 +206,7 @@ impl Agent {
                         self.write_targets(again);
                     }
                 }
-                _ = shutdown.cancelled() => break,
+                _ = &mut cancelled => break,
             }
             // What else is already here is handled in the same turn: one turn of `select!` per
             // wake-up rather than per message, and local events leave in one frame (one wake-up

@@ -5,9 +5,9 @@ use super::backoff::Backoff;
 use super::config::AuthMethod;
 use super::pending::Routed;
 use super::{ActionError, ClientEvent, ServerInfo, Shared};
-use crate::codec::{AmiCodec, CodecError, Frame};
+use crate::codec::{AmiCodec, CodecError, Frame, FrameError};
 use crate::message::Message;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,38 +202,36 @@ async fn run(
     let mut ping: Option<(String, Instant)> = None;
     // Tells a lagging consumer as soon as it has room again, not only at the next event.
     let lag_tx = sink.tx.clone();
+    // Built once: a cancellation future made on every turn registers and unregisters a
+    // waiter each time, and turns come by the tens of thousands per second under load.
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let mute = sleep_until_opt(None);
+    tokio::pin!(mute);
     loop {
-        let deadline = ping.as_ref().map(|(_, d)| *d);
         tokio::select! {
             frame = reader.next() => {
-                let Some(frame) = frame else { return Err(SessionError::Closed) };
-                match frame? {
-                    Ok(Frame::Message(msg)) => {
-                        if let Some((id, _)) = &ping {
-                            if msg.action_id() == Some(id.as_str()) {
-                                ping = None;
-                                continue;
-                            }
-                        }
-                        dispatch(shared, sink, msg);
+                on_frame(shared, sink, &mut ping, frame)?;
+                // Messages already read from the socket are handled in this same turn.
+                for _ in 0..MAX_BURST {
+                    match reader.next().now_or_never() {
+                        Some(frame) => on_frame(shared, sink, &mut ping, frame)?,
+                        None => break,
                     }
-                    Ok(Frame::Banner(b)) => debug!(server = %cfg.name, banner = %b, "unexpected second banner"),
-                    Err(bad) => {
-                        shared.stats.frames_rejected.fetch_add(1, Ordering::Relaxed);
-                        warn!(server = %cfg.name, error = %bad, "AMI message from Asterisk refused");
-                        if let Some(id) = bad.action_id() {
-                            shared.pending.fail(id, ActionError::Malformed { action: id.to_string(), detail: bad.to_string() });
-                        }
-                    }
+                }
+                if ping.is_none() {
+                    mute.set(sleep_until_opt(None));
                 }
             }
             _ = ping_timer.tick(), if ping.is_none() => {
                 let id = shared.next_action_id();
                 // A full writer queue means the socket is stuck: the deadline still applies.
                 let _ = out.try_send(Message::action("Ping").with("ActionID", id.clone()));
-                ping = Some((id, Instant::now() + cfg.ping_timeout));
+                let deadline = Instant::now() + cfg.ping_timeout;
+                ping = Some((id, deadline));
+                mute.set(sleep_until_opt(Some(deadline)));
             }
-            _ = sleep_until_opt(deadline) => return Err(SessionError::Mute(cfg.ping_timeout)),
+            _ = &mut mute => return Err(SessionError::Mute(cfg.ping_timeout)),
             r = &mut *write_task => {
                 return match r {
                     Ok(Err(e)) => Err(e.into()),
@@ -246,9 +244,51 @@ async fn run(
                     sink.told();
                 }
             }
-            _ = shared.shutdown.cancelled() => return Err(SessionError::Shutdown),
+            _ = &mut shutdown => return Err(SessionError::Shutdown),
         }
     }
+}
+
+/// Most messages handled in one turn of the session loop, so that its timers keep their turn.
+const MAX_BURST: usize = 256;
+
+/// One item from the reader: the keepalive's answer, a message for the client, or a refusal.
+fn on_frame(
+    shared: &Shared,
+    sink: &mut EventSink,
+    ping: &mut Option<(String, Instant)>,
+    frame: Option<Result<Result<Frame, FrameError>, CodecError>>,
+) -> Result<(), SessionError> {
+    let cfg = &shared.config;
+    let Some(frame) = frame else {
+        return Err(SessionError::Closed);
+    };
+    match frame? {
+        Ok(Frame::Message(msg)) => {
+            if let Some((id, _)) = ping {
+                if msg.action_id() == Some(id.as_str()) {
+                    *ping = None;
+                    return Ok(());
+                }
+            }
+            dispatch(shared, sink, msg);
+        }
+        Ok(Frame::Banner(b)) => debug!(server = %cfg.name, banner = %b, "unexpected second banner"),
+        Err(bad) => {
+            shared.stats.frames_rejected.fetch_add(1, Ordering::Relaxed);
+            warn!(server = %cfg.name, error = %bad, "AMI message from Asterisk refused");
+            if let Some(id) = bad.action_id() {
+                shared.pending.fail(
+                    id,
+                    ActionError::Malformed {
+                        action: id.to_string(),
+                        detail: bad.to_string(),
+                    },
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -13,8 +13,10 @@ use proto::message::MAX_ENTRIES;
 use proto::transport::context;
 use proto::{Entry, ErrorCode, Msg};
 use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -37,7 +39,7 @@ pub struct AgentInfo {
 /// A running broker. Dropping it stops the thread.
 pub struct Broker {
     control: mpsc::Sender<Control>,
-    wake: Mutex<zmq::Socket>,
+    wake: UnixDatagram,
     thread: Option<std::thread::JoinHandle<()>>,
     stats: Arc<Stats>,
     endpoint: String,
@@ -99,11 +101,12 @@ impl Broker {
         let feed_endpoint = feed
             .as_ref()
             .and_then(|s| s.get_last_endpoint().ok().and_then(Result::ok));
-        let wake_name = format!("inproc://hintbus-broker-wake-{}", rand::random::<u64>());
-        let wake_pull = ctx.socket(zmq::PULL).map_err(|e| e.to_string())?;
-        wake_pull.bind(&wake_name).map_err(|e| e.to_string())?;
-        let wake = ctx.socket(zmq::PUSH).map_err(|e| e.to_string())?;
-        wake.connect(&wake_name).map_err(|e| e.to_string())?;
+        // Wakes the broker thread for a control request: a socket pair, not a libzmq socket,
+        // so that looking at it costs nothing while the broker is busy.
+        let (wake, wake_rx) = UnixDatagram::pair().map_err(|e| format!("wake-up socket: {e}"))?;
+        wake.set_nonblocking(true).map_err(|e| e.to_string())?;
+        wake_rx.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let router_fd = router.get_fd().map_err(|e| e.to_string())?;
         let (control, control_rx) = mpsc::channel();
         let stats = Arc::new(Stats::default());
         let curve = config.curve.is_some();
@@ -111,7 +114,8 @@ impl Broker {
             config,
             router,
             feed,
-            wake: wake_pull,
+            wake: wake_rx,
+            router_fd,
             control: control_rx,
             table: Table::default(),
             sessions: HashMap::new(),
@@ -127,7 +131,7 @@ impl Broker {
         info!(%endpoint, feed = ?feed_endpoint, "broker listening");
         Ok(Broker {
             control,
-            wake: Mutex::new(wake),
+            wake,
             thread: Some(thread),
             stats,
             endpoint,
@@ -157,7 +161,7 @@ impl Broker {
     fn request<T>(&self, make: impl FnOnce(mpsc::Sender<T>) -> Control) -> Option<T> {
         let (tx, rx) = mpsc::channel();
         self.control.send(make(tx)).ok()?;
-        let _ = self.wake.lock().expect("wake lock").send(&b"x"[..], zmq::DONTWAIT);
+        self.wake_up();
         rx.recv_timeout(Duration::from_secs(5)).ok()
     }
 
@@ -176,9 +180,14 @@ impl Broker {
         self.shutdown();
     }
 
+    fn wake_up(&self) {
+        // A full buffer means a wake-up is already pending: nothing is lost.
+        let _ = self.wake.send(b"x");
+    }
+
     fn shutdown(&mut self) {
         let _ = self.control.send(Control::Stop);
-        let _ = self.wake.lock().expect("wake lock").send(&b"x"[..], zmq::DONTWAIT);
+        self.wake_up();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -195,7 +204,10 @@ struct Core {
     config: BrokerConfig,
     router: zmq::Socket,
     feed: Option<zmq::Socket>,
-    wake: zmq::Socket,
+    /// Readable when a control request is waiting.
+    wake: UnixDatagram,
+    /// The ROUTER's ZMQ_FD, waited on with ppoll (see [`Core::wait`]).
+    router_fd: RawFd,
     control: mpsc::Receiver<Control>,
     table: Table,
     /// By ROUTER identity.
@@ -214,7 +226,7 @@ impl Core {
         while !self.stopped.load(Ordering::Relaxed) {
             let now = Instant::now();
             let until = self.next_flush(now).map_or(next_tick, |due| due.min(next_tick));
-            wait_readable(&[&self.router, &self.wake], until.saturating_duration_since(now));
+            self.wait(until.saturating_duration_since(now));
             // Bounded per round so that fan-out and timers keep their turn under a flood.
             for _ in 0..10_000 {
                 match self.recv() {
@@ -222,7 +234,6 @@ impl Core {
                     None => break,
                 }
             }
-            while self.wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
             while let Ok(c) = self.control.try_recv() {
                 self.on_control(c);
             }
@@ -233,6 +244,43 @@ impl Core {
             self.flush_all();
         }
         info!("broker stopped");
+    }
+
+    /// Waits until the ROUTER may have something to receive, a control request comes, or
+    /// `timeout` has passed.
+    ///
+    /// `zmq::poll` counts in milliseconds, too coarse for a batch window of a fraction of one,
+    /// and asks libzmq about every socket each time: so this waits on the ROUTER's `ZMQ_FD`
+    /// and the wake-up socket with ppoll(2), which counts in nanoseconds. That descriptor only
+    /// signals a change, so `ZMQ_EVENTS` is looked at first (which also catches a message an
+    /// earlier send made readable).
+    fn wait(&self, timeout: Duration) {
+        if self.router.get_events().map_or(true, |ev| ev.contains(zmq::POLLIN)) {
+            return;
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: self.router_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(3600) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `fds` is an array of two initialised pollfd structs and `ts` a timespec, both
+        // alive for the duration of the call; a null signal mask leaves the mask unchanged.
+        unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
+        if fds[1].revents & libc::POLLIN != 0 {
+            let mut buf = [0u8; 64];
+            while self.wake.recv(&mut buf).is_ok() {}
+        }
     }
 
     /// When the next flush is due: an agent's held updates are released, or libzmq may take
@@ -647,32 +695,6 @@ impl Core {
 /// Whether a `tcp://host:port` endpoint is on this machine only.
 /// How soon a send that libzmq refused (its queue for that agent was full) is tried again.
 const BACKPRESSURE_RETRY: Duration = Duration::from_millis(2);
-
-/// Waits until one of `sockets` may have something to receive, or `timeout` has passed.
-///
-/// `zmq::poll` counts in milliseconds, too coarse for a batch window of a fraction of one: so
-/// this waits on the sockets' `ZMQ_FD` with ppoll(2), which counts in nanoseconds. That
-/// descriptor only signals a change, so each socket's `ZMQ_EVENTS` is looked at first.
-fn wait_readable(sockets: &[&zmq::Socket], timeout: Duration) {
-    let mut fds = Vec::with_capacity(sockets.len());
-    for s in sockets {
-        match (s.get_events(), s.get_fd()) {
-            (Ok(ev), Ok(fd)) if !ev.contains(zmq::POLLIN) => fds.push(libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            }),
-            _ => return,
-        }
-    }
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(3600) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `fds` points to `fds.len()` initialised pollfd structs and `ts` to a timespec,
-    // both alive for the duration of the call; a null signal mask leaves the mask unchanged.
-    unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
-}
 
 pub fn is_loopback(endpoint: &str) -> bool {
     let host = endpoint

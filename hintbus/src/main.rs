@@ -5,6 +5,8 @@ mod config;
 
 /// glibc's malloc was 12% of an agent's CPU under load (perf: `_int_malloc`,
 /// `malloc_consolidate`): every AMI message and update is a few short-lived allocations.
+/// Built with `no_thp`: on hosts with transparent huge pages "always", mimalloc's segments
+/// otherwise took 2 MiB pages and doubled every process's resident memory (11 -> 21 MB).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -47,7 +47,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // One agent is one task and its socket threads: a single-threaded runtime spends less CPU
+    // One agent is one task (and libzmq's I/O thread): a single-threaded runtime spends less CPU
     // on wake-ups (measured with `hintbus bench`), which matters on a busy PBX.
     let runtime = match cli.command {
         Command::Agent(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),

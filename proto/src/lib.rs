@@ -3,7 +3,7 @@
 //!
 //! - [`entry`]: one state in the federated table: (origin, kind, name) -> value.
 //! - [`message`]: the messages agents and broker exchange, and their JSON encoding.
-//! - [`transport`]: libzmq sockets bridged to tokio.
+//! - [`transport`]: libzmq sockets for tokio (the agent's DEALER, driven through `ZMQ_FD`).
 
 pub mod auth;
 pub mod entry;

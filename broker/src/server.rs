@@ -249,7 +249,7 @@ impl Core {
     /// Waits until the ROUTER may have something to receive, a control request comes, or
     /// `timeout` has passed.
     ///
-    /// `zmq::poll` counts in milliseconds, too coarse for a batch window of a fraction of one,
+    /// `zmq::poll` counts in milliseconds, too coarse to end a batch window on time,
     /// and asks libzmq about every socket each time: so this waits on the ROUTER's `ZMQ_FD`
     /// and the wake-up socket with ppoll(2), which counts in nanoseconds. That descriptor only
     /// signals a change, so `ZMQ_EVENTS` is looked at first (which also catches a message an

@@ -66,10 +66,10 @@ impl SocketOptions {
 /// spent a third of their CPU in a socket thread and its wake-ups (design.md's "no socket
 /// blocks the runtime" holds either way: every call here is non-blocking).
 pub struct Dealer {
-    /// A `zmq::Socket` is `Send` but not `Sync`; the lock is uncontended (one owner task)
-    /// and makes `recv` usable from a spawned task's future.
     /// Declared before `sock`: deregistered before the socket closes its descriptor.
     fd: AsyncFd<ZmqFd>,
+    /// A `zmq::Socket` is `Send` but not `Sync`; the lock is uncontended (one owner task)
+    /// and makes `recv` usable from a spawned task's future.
     sock: Mutex<zmq::Socket>,
     dropped: AtomicU64,
     /// The socket must be tried before waiting on the descriptor (see `recv`).

@@ -524,6 +524,7 @@ impl Core {
         }
         Stats::add(&self.stats.changes, changed.len() as u64);
         Stats::set(&self.stats.entries, self.table.len() as u64);
+        let now = Instant::now();
         for s in self.sessions.values_mut() {
             let before = s.outbox.coalesced;
             let mut queued = 0;
@@ -531,7 +532,7 @@ impl Core {
                 s.outbox.push(e.clone());
                 queued += 1;
             }
-            s.count_queued(queued);
+            s.count_queued(queued, now);
             Stats::add(&self.stats.coalesced, s.outbox.coalesced - before);
         }
         if let Some(feed) = &self.feed {
@@ -692,10 +693,10 @@ impl Core {
     }
 }
 
-/// Whether a `tcp://host:port` endpoint is on this machine only.
 /// How soon a send that libzmq refused (its queue for that agent was full) is tried again.
 const BACKPRESSURE_RETRY: Duration = Duration::from_millis(2);
 
+/// Whether a `tcp://host:port` endpoint is on this machine only.
 pub fn is_loopback(endpoint: &str) -> bool {
     let host = endpoint
         .trim_start_matches("tcp://")

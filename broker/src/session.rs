@@ -50,9 +50,8 @@ impl Session {
     }
 
     /// Counts updates queued for this agent, for its rate.
-    pub fn count_queued(&mut self, n: u64) {
+    pub fn count_queued(&mut self, n: u64, now: Instant) {
         self.queued += n;
-        let now = Instant::now();
         if now.duration_since(self.sampled) >= RATE_SAMPLE {
             self.sample_rate(now);
         }

@@ -211,6 +211,7 @@ async fn run(
     loop {
         tokio::select! {
             frame = reader.next() => {
+                let pinging = ping.is_some();
                 on_frame(shared, sink, &mut ping, frame)?;
                 // Messages already read from the socket are handled in this same turn.
                 for _ in 0..MAX_BURST {
@@ -219,7 +220,8 @@ async fn run(
                         None => break,
                     }
                 }
-                if ping.is_none() {
+                if pinging && ping.is_none() {
+                    // Answered: no deadline until the next keepalive.
                     mute.set(sleep_until_opt(None));
                 }
             }

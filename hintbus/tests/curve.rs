@@ -72,10 +72,7 @@ async fn keygen_config_and_processes_with_curve() {
     // A secret key readable by others is refused at start, naming the file.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.0.join("a.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hintbus"))
-        .args(["agent", "--check", "-c", a.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = check_config("agent", &a);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
@@ -84,10 +81,7 @@ async fn keygen_config_and_processes_with_curve() {
     );
     // Plain text beyond loopback is refused.
     let open = dir.write("open.ini", "[broker]\nlisten = tcp://0.0.0.0:5560\n");
-    let out = Command::new(env!("CARGO_BIN_EXE_hintbus"))
-        .args(["broker", "--check", "-c", open.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = check_config("broker", &open);
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("[broker] listen = \"tcp://0.0.0.0:5560\": plain text beyond loopback"));
 }

@@ -315,10 +315,7 @@ fn config_mistakes_are_named_and_fatal() {
         "a.ini",
         "[agent]\nserver = a\ndevice_templat = Custom:{device}\n[ami]\nsecret = x\n",
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hintbus"))
-        .args(["agent", "--check", "-c", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = check_config("agent", &bad);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -326,17 +323,11 @@ fn config_mistakes_are_named_and_fatal() {
         "{err}"
     );
     let bad = dir.write("b.ini", "[broker]\nlost_policy = sometimes\n");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hintbus"))
-        .args(["broker", "--check", "-c", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = check_config("broker", &bad);
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("[broker] lost_policy = \"sometimes\": expected unavailable, keep or remove"));
     let bad = dir.write("w.ini", "[broker]\nbatch_window_us = 250000\n");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hintbus"))
-        .args(["broker", "--check", "-c", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = check_config("broker", &bad);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("w.ini: [broker] batch_window_us = \"250000\": at most 100000"),
@@ -347,18 +338,12 @@ fn config_mistakes_are_named_and_fatal() {
         "c.ini",
         "[agent]\nserver = a\n[ami]\nsecret_file = /nonexistent/secret\n",
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hintbus"))
-        .args(["agent", "--check", "-c", ok.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = check_config("agent", &ok);
     assert!(String::from_utf8_lossy(&out.stderr).contains("[ami] secret_file = \"/nonexistent/secret\""));
     // The example documents a valid file for both roles.
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.ini.example");
     for role in ["broker", "agent"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hintbus"))
-            .args([role, "--check", "-c", example])
-            .output()
-            .unwrap();
+        let out = check_config(role, std::path::Path::new(example));
         assert!(out.status.success(), "{role}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }

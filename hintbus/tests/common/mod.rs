@@ -4,8 +4,8 @@
 
 use ami::DeviceState;
 use sim::Sim;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -169,4 +169,12 @@ pub async fn converge(sims: &[Sim], limit: Duration) -> Vec<String> {
 
 pub async fn wait_state(sim: &Sim, device: &str, state: DeviceState) -> bool {
     sim.wait_until(WAIT, |w| w.devices.get(device) == Some(&state)).await
+}
+
+/// `hintbus <role> --check -c <path>`: validates a config file without starting.
+pub fn check_config(role: &str, path: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hintbus"))
+        .args([role, "--check", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap()
 }

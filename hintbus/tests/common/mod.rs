@@ -2,6 +2,8 @@
 //! Asterisk servers in the test process.
 #![allow(dead_code)]
 
+pub mod asterisk;
+
 use ami::DeviceState;
 use sim::Sim;
 use std::path::{Path, PathBuf};
@@ -22,7 +24,15 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A temporary directory, removed when dropped (after the processes that used it, which are
+/// declared after it and so dropped before it).
 pub struct Dir(pub PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 impl Dir {
     pub fn new(name: &str) -> Dir {

@@ -14,17 +14,43 @@ pub fn observed(m: &Message) -> Option<(Kind, String, Value)> {
         }
         "PresenceStateChange" => {
             let state: PresenceState = m.get("Status")?.parse().ok()?;
+            // Asterisk C-escapes both texts (see ami::cescape).
+            let text = |h: &str| ami::cescape::unescape(m.get(h).unwrap_or("")).into_owned();
             Some((
                 Kind::Presence,
                 m.get("Presentity")?.to_string(),
                 Value::Presence {
                     state,
-                    subtype: m.get("Subtype").unwrap_or("").to_string(),
-                    message: m.get("Message").unwrap_or("").to_string(),
+                    subtype: text("Subtype"),
+                    message: text("Message"),
                 },
             ))
         }
         _ => None,
+    }
+}
+
+/// A presence value in the form that crosses AMI unchanged ([`proto::entry::fit_text`]), and
+/// whether it had to be changed for that.
+pub fn fitted(value: Value) -> (Value, bool) {
+    match value {
+        Value::Presence {
+            state,
+            subtype,
+            message,
+        } => {
+            let (subtype, a) = proto::entry::fit_text(&subtype);
+            let (message, b) = proto::entry::fit_text(&message);
+            (
+                Value::Presence {
+                    state,
+                    subtype,
+                    message,
+                },
+                a || b,
+            )
+        }
+        v => (v, false),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod config;
 pub mod guard;
 pub mod link;
 pub mod local;
+pub mod memory;
 pub mod mirror;
 pub mod run;
 pub mod template;

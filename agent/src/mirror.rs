@@ -32,6 +32,11 @@ pub struct Mirror {
     by_key: HashMap<Key, String>,
     /// What restarting Asterisk turns our slash names into (`Custom:SIP/100` -> `Custom:100`).
     artifacts: HashSet<String>,
+    /// Every name this agent has written on its Asterisk, as remembered in that Asterisk's
+    /// astdb (see [`crate::memory`]): ours even before the broker's snapshot says so.
+    known: HashSet<String>,
+    /// New targets not yet remembered in astdb, with the origin they are written for.
+    unremembered: Vec<(String, String)>,
     /// What this Asterisk shows on each target, as far as we know, and our writes on the way.
     shown: HashMap<String, Shown>,
     clock: u64,
@@ -47,6 +52,8 @@ impl Mirror {
             targets: HashMap::new(),
             by_key: HashMap::new(),
             artifacts: HashSet::new(),
+            known: HashSet::new(),
+            unremembered: Vec::new(),
             shown: HashMap::new(),
             clock: 0,
             collisions: 0,
@@ -54,14 +61,34 @@ impl Mirror {
         }
     }
 
-    /// Whether `name` is one of ours: a target we write.
+    /// Whether `name` is one of ours: a target we write, or one we wrote before (this run or
+    /// an earlier one, of this agent or of the one before it).
     pub fn is_target(&self, name: &str) -> bool {
-        self.targets.contains_key(name)
+        self.targets.contains_key(name) || self.known.contains(name)
     }
 
     /// Whether `name` is what Asterisk's restore made of one of our targets.
     pub fn is_artifact(&self, name: &str) -> bool {
-        self.artifacts.contains(name) && !self.targets.contains_key(name)
+        self.artifacts.contains(name) && !self.is_target(name)
+    }
+
+    /// The names Asterisk's astdb says we wrote (read at every AMI connect).
+    pub fn remember(&mut self, names: impl IntoIterator<Item = String>) {
+        for n in names {
+            if let Some((_, last)) = n.rsplit_once('/') {
+                if n.starts_with("Custom:") {
+                    self.artifacts.insert(format!("Custom:{last}"));
+                }
+            }
+            self.known.insert(n);
+        }
+    }
+
+    /// Targets created since the last call that astdb does not hold yet, each with its origin:
+    /// to be remembered before their first write.
+    pub fn take_unremembered(&mut self) -> Vec<(String, String)> {
+        let new = std::mem::take(&mut self.unremembered);
+        new.into_iter().filter(|(t, _)| self.known.insert(t.clone())).collect()
     }
 
     pub fn targets(&self) -> impl Iterator<Item = &String> {
@@ -81,6 +108,9 @@ impl Mirror {
                 match template.render(&key.origin, &key.name) {
                     Ok(t) => {
                         self.by_key.insert(key.clone(), t.clone());
+                        if !self.known.contains(&t) {
+                            self.unremembered.push((t.clone(), key.origin.clone()));
+                        }
                         if key.kind == Kind::Device {
                             if let Some((_, last)) = t.rsplit_once('/') {
                                 self.artifacts.insert(format!("Custom:{last}"));

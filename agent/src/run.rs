@@ -8,7 +8,7 @@
 //! pipelined Setvars, skipping what Asterisk already shows, and re-applied after every AMI
 //! reconnect for whatever Asterisk lost.
 
-use crate::asterisk::{observed, setvar};
+use crate::asterisk::{fitted, observed, setvar};
 use crate::config::AgentConfig;
 use crate::guard::{Guard, GuardWrite};
 use crate::link::{Link, State, Step};
@@ -45,6 +45,11 @@ pub struct AgentStats {
     pub gaps: AtomicU64,
     /// Remote states applied from updates.
     pub remote_updates: AtomicU64,
+    /// Local presence texts published fitted (cut to 255 bytes, control characters, leading
+    /// blanks): what AMI can carry unchanged.
+    pub fitted: AtomicU64,
+    /// Remote entries not applied because they were not valid.
+    pub invalid_remote: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -106,6 +111,10 @@ struct Agent {
     resync_owed: bool,
     /// Targets whose last write failed: tried again every heartbeat.
     retry: std::collections::BTreeSet<String>,
+    /// DBPuts of new mirror names on their way, by token (see [`crate::memory`]).
+    remembering: std::collections::HashMap<u64, String>,
+    /// Said once that astdb cannot hold our mirror names.
+    memory_warned: bool,
     stats: Arc<AgentStats>,
 }
 
@@ -152,6 +161,8 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         written: Default::default(),
         next_token: 0,
         retry: Default::default(),
+        remembering: Default::default(),
+        memory_warned: false,
         stats: stats.clone(),
         cfg,
     };
@@ -282,6 +293,7 @@ impl Agent {
 
     /// One state seen on this Asterisk, from an event or a list.
     fn observe(&mut self, kind: Kind, name: String, value: Value, publish: bool) {
+        let (value, changed) = fitted(value);
         match classify(&name, &self.mirror, &self.cfg.ignore) {
             Class::Mirror => {
                 add(&self.stats.echoes, 1);
@@ -297,6 +309,10 @@ impl Agent {
             Class::Artifact => add(&self.stats.artifacts, 1),
             Class::Ignored | Class::Invalid => {}
             Class::Local => {
+                if changed && self.local.states.get(&(kind, name.clone())) != Some(&value) {
+                    add(&self.stats.fitted, 1);
+                    info!(server = %self.cfg.server, presentity = %name, "presence text published cut to 255 bytes and without control characters or leading blanks (what AMI carries unchanged)");
+                }
                 if self.local.set(kind, &name, value.clone())
                     && publish
                     && self.local_ready
@@ -322,6 +338,14 @@ impl Agent {
         self.legacy = self.client.server_info().is_some_and(|i| !i.has_state_events());
         if self.legacy {
             return self.legacy_resync().await;
+        }
+        // Our own names first: what Asterisk restored of them must not be read as its own.
+        match crate::memory::read(&self.client).await {
+            Ok(names) => {
+                debug!(server = %self.cfg.server, names = names.len(), "mirror names read from astdb");
+                self.mirror.remember(names);
+            }
+            Err(e) => self.memory_failed(&e),
         }
         let devices = self.client.list(Message::action("DeviceStateList")).await;
         let presence = self.client.list(Message::action("PresenceStateList")).await;
@@ -480,8 +504,13 @@ impl Agent {
                     .iter()
                     .filter(|e| e.origin != self.cfg.server)
                     .filter_map(|e| match e.value() {
-                        Ok(Some(v)) => Some((e.key(), v)),
-                        _ => None,
+                        Ok(Some(v)) => Some((e.key(), v.as_written())),
+                        Ok(None) => None,
+                        Err(err) => {
+                            add(&self.stats.invalid_remote, 1);
+                            warn!(server = %self.cfg.server, origin = %e.origin, error = %err, "invalid entry in snapshot not applied");
+                            None
+                        }
                     })
                     .collect();
                 let touched = self.mirror.replace_all(values, merge);
@@ -503,10 +532,13 @@ impl Agent {
                     }
                     match e.value() {
                         Ok(v) => {
-                            let touched = self.mirror.set(&e.into_key(), v);
+                            let touched = self.mirror.set(&e.into_key(), v.map(Value::as_written));
                             self.write_targets(touched.into_iter().collect());
                         }
-                        Err(err) => warn!(server = %self.cfg.server, error = %err, "invalid entry from broker ignored"),
+                        Err(err) => {
+                            add(&self.stats.invalid_remote, 1);
+                            warn!(server = %self.cfg.server, origin = %e.origin, error = %err, "invalid entry from broker ignored");
+                        }
                     }
                 }
             }
@@ -523,10 +555,31 @@ impl Agent {
             .retain(|(_, name), _| classify(name, mirror, ignore) == Class::Local);
     }
 
+    /// astdb cannot keep our mirror names: said once, at warn.
+    fn memory_failed(&mut self, e: &ActionError) {
+        if !std::mem::replace(&mut self.memory_warned, true) {
+            warn!(server = %self.cfg.server, error = %e, family = crate::memory::FAMILY, "cannot keep the mirror names in astdb (DBGetTree/DBPut need write = system): after a restart of broker and agents together, restored mirrors may be taken for this server's own states");
+        }
+    }
+
     /// Writes every target whose value on Asterisk differs from what it should be, in order.
     fn write_targets(&mut self, targets: Vec<String>) {
         if !self.client.is_connected() {
             return;
+        }
+        // A new name is remembered before its first write (one connection keeps their order).
+        for (target, origin) in self.mirror.take_unremembered() {
+            self.next_token += 1;
+            match self.client.send_to(
+                crate::memory::remember(&target, &origin),
+                self.next_token,
+                &self.answers,
+            ) {
+                Ok(()) => {
+                    self.remembering.insert(self.next_token, target);
+                }
+                Err(e) => self.memory_failed(&e),
+            }
         }
         for target in targets {
             let Some(value) = self.mirror.needs_write(&target) else {
@@ -610,6 +663,13 @@ impl Agent {
     }
 
     fn on_answer(&mut self, token: u64, result: Result<(), ami::client::ActionError>) {
+        if let Some(target) = self.remembering.remove(&token) {
+            if let Err(e) = result {
+                debug!(server = %self.cfg.server, %target, error = %e, "mirror name not remembered");
+                self.memory_failed(&e);
+            }
+            return;
+        }
         let Some(done) = self.written.remove(&token) else {
             return;
         };

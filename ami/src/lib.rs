@@ -4,11 +4,13 @@
 //! - [`codec`]: bytes to messages and back, with Asterisk's own limits enforced.
 //! - [`client`]: an async, pipelined, self-reconnecting AMI client.
 //! - [`state`]: device and presence states, shared by everything that reads or writes them.
+//! - [`cescape`]: the C escaping Asterisk applies to presence text in events, and its inverse.
 //!
 //! The three AMI crates on crates.io each fail one of repeated headers, bare `\n` line ends,
 //! MD5 login or reconnect (see design.md), which is why this codec is written here, on
 //! tokio-util's codec framework.
 
+pub mod cescape;
 pub mod client;
 pub mod codec;
 pub mod message;

@@ -427,15 +427,12 @@ impl Core {
                 let server = session.server.clone();
                 match other {
                     Msg::Update { entries } => {
-                        if let Some(entries) = self.validated(&identity, &server, entries) {
-                            let changed: Vec<Entry> = entries.into_iter().filter_map(|e| self.table.apply(e)).collect();
-                            self.fan_out(changed);
-                        }
+                        let entries = self.validated(&identity, &server, entries);
+                        let changed: Vec<Entry> = entries.into_iter().filter_map(|e| self.table.apply(e)).collect();
+                        self.fan_out(changed);
                     }
                     Msg::Sync { entries, last, .. } => {
-                        let Some(entries) = self.validated(&identity, &server, entries) else {
-                            return;
-                        };
+                        let entries = self.validated(&identity, &server, entries);
                         let s = self.sessions.get_mut(&identity).expect("session");
                         if s.sync_buf.len() + entries.len() > 100 * MAX_ENTRIES {
                             s.sync_buf.clear();
@@ -468,31 +465,61 @@ impl Core {
         }
     }
 
-    /// Every entry valid and of the agent's own server, or the whole message is refused.
-    fn validated(&mut self, identity: &[u8], server: &str, entries: Vec<Entry>) -> Option<Vec<Entry>> {
-        for e in &entries {
-            if e.origin != server {
-                self.refuse(
-                    identity,
-                    ErrorCode::WrongOrigin,
-                    format!("agent of {server} sent a state of {}", e.origin),
-                );
-                return None;
-            }
-            if let Err(err) = e.value() {
-                self.refuse(identity, ErrorCode::BadEntry, err.to_string());
-                return None;
+    /// The entries that are valid and of the agent's own server. Each other entry is refused
+    /// alone (counted, logged, and named in one `error` reply): one bad entry never costs the
+    /// rest of the message, nor the server its place in the federation.
+    fn validated(&mut self, identity: &[u8], server: &str, entries: Vec<Entry>) -> Vec<Entry> {
+        let mut refused: Vec<String> = Vec::new();
+        let mut code = ErrorCode::BadEntry;
+        let mut ok = Vec::with_capacity(entries.len());
+        for mut e in entries {
+            let why = if e.origin != server {
+                code = ErrorCode::WrongOrigin;
+                Stats::add(&self.stats.refused_wrong_origin, 1);
+                Some(format!(
+                    "a state of {:?}",
+                    e.origin.chars().take(40).collect::<String>()
+                ))
+            } else {
+                match e.value() {
+                    Ok(_) => None,
+                    Err(err) => {
+                        Stats::add(&self.stats.refused_entries, 1);
+                        Some(err.to_string())
+                    }
+                }
+            };
+            match why {
+                Some(why) => {
+                    if refused.len() < 5 {
+                        let name: String = e.name.chars().take(80).collect();
+                        refused.push(format!("{name:?}: {why}"));
+                    } else {
+                        refused.push(String::new());
+                    }
+                }
+                None => {
+                    e.version = 0;
+                    ok.push(e);
+                }
             }
         }
-        Some(
-            entries
-                .into_iter()
-                .map(|mut e| {
-                    e.version = 0;
-                    e
-                })
-                .collect(),
-        )
+        if !refused.is_empty() {
+            let n = refused.len();
+            let shown: Vec<&String> = refused.iter().filter(|r| !r.is_empty()).collect();
+            let more = if n > shown.len() {
+                format!(" and {} more", n - shown.len())
+            } else {
+                String::new()
+            };
+            let list: Vec<&str> = shown.iter().map(|s| s.as_str()).collect();
+            let text = format!(
+                "agent of {server}: {n} entries refused, the rest applied: {}{more}",
+                list.join("; ")
+            );
+            self.refuse(identity, code, text);
+        }
+        ok
     }
 
     fn on_hello(&mut self, identity: Vec<u8>, server: String, instance: u64, software: String) {

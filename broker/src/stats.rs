@@ -16,6 +16,10 @@ pub struct Stats {
     pub backpressure: AtomicU64,
     /// Messages refused (bad frame, bad entry, wrong origin, unknown session).
     pub rejected: AtomicU64,
+    /// Entries refused alone (not valid), the rest of their message applied.
+    pub refused_entries: AtomicU64,
+    /// Entries refused alone because they were of another server than the agent's.
+    pub refused_wrong_origin: AtomicU64,
     /// Messages dropped because an agent went over its rate limit.
     pub rate_limited: AtomicU64,
     /// Agents declared lost by heartbeat.

@@ -94,6 +94,51 @@ fn valid_text(s: &str) -> bool {
     s.len() <= MAX_TEXT && s.chars().all(|c| !c.is_control())
 }
 
+/// Presence text as it can cross AMI unchanged, and whether `s` had to be changed for it.
+///
+/// What an origin reads is published in this form, so that a receiver writes exactly what
+/// its Asterisk will report back (anything else never matches, and is written again and
+/// again): control characters become blanks (the protocol does not carry them), leading
+/// blanks go (an AMI reader skips the blanks after `Name:`, Asterisk's own parser included),
+/// and the text is cut at a character boundary to [`MAX_TEXT`] bytes (func_presencestate
+/// keeps at most 255 decoded bytes of base64 text).
+pub fn fit_text(s: &str) -> (String, bool) {
+    let cleaned: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let trimmed = cleaned.trim_start_matches([' ', '\t']);
+    let mut end = trimmed.len().min(MAX_TEXT);
+    while !trimmed.is_char_boundary(end) {
+        end -= 1;
+    }
+    let out = &trimmed[..end];
+    let changed = out != s;
+    (out.to_string(), changed)
+}
+
+impl Value {
+    /// What a receiver writes for this value: what Asterisk can be set to and will report
+    /// back as it was written.
+    ///
+    /// UNKNOWN cannot be written (func_devstate refuses it): it is written as INVALID, which
+    /// main/devicestate.c's hint aggregation ranks next to it below every real state (INVALID
+    /// 0, UNKNOWN 1, UNAVAILABLE 2, ...), so a hint combining the mirror with anything else
+    /// shows the same either way. Presence text a peer sent unfit is fitted (see [`fit_text`]).
+    pub fn as_written(self) -> Value {
+        match self {
+            Value::Device(DeviceState::Unknown) => Value::Device(DeviceState::Invalid),
+            Value::Presence {
+                state,
+                subtype,
+                message,
+            } => Value::Presence {
+                state,
+                subtype: fit_text(&subtype).0,
+                message: fit_text(&message).0,
+            },
+            v => v,
+        }
+    }
+}
+
 impl Entry {
     pub fn device(origin: &str, name: &str, state: DeviceState) -> Entry {
         Entry::from_value(
@@ -173,17 +218,13 @@ impl Entry {
                 if !self.subtype.is_empty() || !self.message.is_empty() {
                     return Err(EntryError::TextOnDevice);
                 }
+                // UNKNOWN is a state Asterisk reports (a Custom device whose astdb entry says
+                // so, devices of some channel drivers): carried as it is; a receiver writes it
+                // as [`Value::as_written`] says.
                 let d: DeviceState = state.parse().map_err(|_| EntryError::BadState {
                     kind: Kind::Device,
-                    state: state.clone(),
+                    state: state.chars().take(40).collect(),
                 })?;
-                // "UNKNOWN" cannot be written by Setvar: a peer that means "gone" sends null.
-                if d == DeviceState::Unknown {
-                    return Err(EntryError::BadState {
-                        kind: Kind::Device,
-                        state: state.clone(),
-                    });
-                }
                 Ok(Some(Value::Device(d)))
             }
             Kind::Presence => {
@@ -192,7 +233,7 @@ impl Entry {
                 }
                 let p: PresenceState = state.parse().map_err(|_| EntryError::BadState {
                     kind: Kind::Presence,
-                    state: state.clone(),
+                    state: state.chars().take(40).collect(),
                 })?;
                 Ok(Some(Value::Presence {
                     state: p,
@@ -209,6 +250,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn text_fitted_for_ami() {
+        assert_eq!(fit_text("in a meeting, café"), ("in a meeting, café".into(), false));
+        assert_eq!(fit_text("  leading"), ("leading".into(), true));
+        assert_eq!(fit_text("tab\there\n"), ("tab here ".into(), true));
+        let long = "é".repeat(200); // 400 bytes
+        let (cut, changed) = fit_text(&long);
+        assert!(changed && cut.len() == 254 && cut.chars().all(|c| c == 'é'));
+        assert_eq!(
+            Value::Device(DeviceState::Unknown).as_written(),
+            Value::Device(DeviceState::Invalid)
+        );
+    }
+
+    #[test]
     fn validation() {
         assert!(Entry::device("a", "SIP/100", DeviceState::Inuse).value().is_ok());
         assert!(Entry::device("a b", "SIP/100", DeviceState::Inuse).value().is_err());
@@ -217,7 +272,11 @@ mod tests {
             .is_err());
         assert!(Entry::device("a", "x)", DeviceState::Inuse).value().is_err());
         assert!(Entry::device("a", &"x".repeat(80), DeviceState::Inuse).value().is_err());
-        assert!(Entry::device("a", "SIP/1", DeviceState::Unknown).value().is_err());
+        assert_eq!(
+            Entry::device("a", "SIP/1", DeviceState::Unknown).value(),
+            Ok(Some(Value::Device(DeviceState::Unknown))),
+            "UNKNOWN is a state Asterisk has"
+        );
         let mut e = Entry::presence(
             "a",
             "CustomPresence:1",

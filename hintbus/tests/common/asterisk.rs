@@ -135,7 +135,10 @@ impl Asterisk {
             ("queues.conf", setup.queues.clone()),
             ("logger.conf", "[logfiles]\nmessages => notice,warning,error\n".into()),
         ];
-        for (f, text) in files.into_iter().chain(setup.extra.iter().map(|(f, t)| (f.as_str(), t.clone()))) {
+        for (f, text) in files
+            .into_iter()
+            .chain(setup.extra.iter().map(|(f, t)| (f.as_str(), t.clone())))
+        {
             std::fs::write(self.root.join("etc").join(f), text).unwrap();
         }
     }
@@ -174,7 +177,12 @@ impl Asterisk {
             if self.cli("core waitfullybooted").contains("fully booted") {
                 break;
             }
-            assert!(Instant::now() < deadline, "asterisk {} never booted: {}", self.name, self.log());
+            assert!(
+                Instant::now() < deadline,
+                "asterisk {} never booted: {}",
+                self.name,
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let booted = Instant::now();

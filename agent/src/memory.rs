@@ -1,0 +1,38 @@
+//! The agent's memory of its own mirror names, kept in its Asterisk's astdb.
+//!
+//! A mirror name must never be published as the server's own state: the others would mirror
+//! the mirror (`Custom:Custom:SIP/100`), astdb would keep it, and every restart would add a
+//! level. The broker's snapshot tells which names are mirrors, but only of what the broker
+//! holds now: when broker and agents start together, the first agent gets an empty snapshot
+//! while its Asterisk has restored yesterday's mirrors from astdb. So the agent writes down
+//! every target before its first write, in astdb beside the states themselves (family
+//! [`FAMILY`], key = the name, value = the origin it was written for), and reads the list back
+//! at every AMI connect, before it reads the states. astdb survives what the names survive
+//! (an Asterisk restart, an agent restart, a new host for the agent, agentless mode), needs
+//! no file on the agent's side, and DBGetTree / DBPut need only `write = system`, which the
+//! agent's AMI user has anyway.
+
+use ami::client::ActionError;
+use ami::{Client, Message};
+
+/// The astdb family of the mirror names.
+pub const FAMILY: &str = "hintbus/mirror";
+
+/// The mirror names this Asterisk's astdb holds.
+pub async fn read(client: &Client) -> Result<Vec<String>, ActionError> {
+    let list = client.list(Message::action("DBGetTree").with("Family", FAMILY)).await?;
+    let prefix = format!("/{FAMILY}/");
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|m| m.get("Key")?.strip_prefix(&prefix).map(str::to_string))
+        .collect())
+}
+
+/// The action that remembers `target`, written for `origin`.
+pub fn remember(target: &str, origin: &str) -> Message {
+    Message::action("DBPut")
+        .with("Family", FAMILY)
+        .with("Key", target)
+        .with("Val", origin)
+}

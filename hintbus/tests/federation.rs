@@ -206,6 +206,60 @@ async fn asterisk_restart_reapplies_mirrors_and_a_mute_server_delays_no_one() {
     assert!(converge(&sims, WAIT).await.is_empty(), "{}", fed.logs());
 }
 
+/// Broker and agents restart together, and b's agent comes first: the new broker's snapshot is
+/// empty, while b's Asterisk still shows a's states as mirrors (restored from astdb after a
+/// restart, or simply still there). b must not publish them as its own: a would mirror its own
+/// state back as `Custom:Custom:SIP/100`, and every further restart would add a level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_are_not_published_when_everything_restarts_together() {
+    let sims = three_servers().await;
+    let mut fed = Federation::start("restart-all", &sims);
+    sims[0].set_device("SIP/100", DeviceState::Busy);
+    assert!(converge(&sims, WAIT).await.is_empty(), "{}", fed.logs());
+    fed.broker.kill();
+    for a in &mut fed.agents {
+        a.kill();
+    }
+    fed.restart_broker();
+    // b alone first: nothing tells it which names are mirrors but what it remembered.
+    let from = fed.agents[1].log_text().len();
+    fed.agents[1] = Federation::agent(&fed.dir, fed.port, &sims[1]);
+    let line = fed.agents[1].wait_log(from, "snapshot applied").await;
+    assert!(
+        line.as_deref().is_some_and(|l| l.contains("entries=0")),
+        "b's snapshot was not empty: {line:?}\n{}",
+        fed.logs()
+    );
+    sims[1].set_device("SIP/200", DeviceState::Ringing);
+    fed.agents[0] = Federation::agent(&fed.dir, fed.port, &sims[0]);
+    fed.agents[2] = Federation::agent(&fed.dir, fed.port, &sims[2]);
+    // b's later change crosses to a: a republished mirror of b's would have crossed before it.
+    assert!(
+        wait_state(&sims[0], "Custom:SIP/200", DeviceState::Ringing).await,
+        "{}",
+        fed.logs()
+    );
+    sims[1].set_device("SIP/200", DeviceState::Inuse);
+    assert!(wait_state(&sims[0], "Custom:SIP/200", DeviceState::Inuse).await);
+    assert!(wait_state(&sims[2], "Custom:SIP/200", DeviceState::Inuse).await);
+    for s in &sims {
+        let nested: Vec<String> = s.with_world(|w| {
+            w.devices
+                .keys()
+                .filter(|d| d.starts_with("Custom:Custom:"))
+                .cloned()
+                .collect()
+        });
+        assert!(
+            nested.is_empty(),
+            "{} shows mirrors of mirrors: {nested:?}\n{}",
+            s.name(),
+            fed.logs()
+        );
+    }
+    assert!(converge(&sims, WAIT).await.is_empty(), "{}", fed.logs());
+}
+
 /// 1000 random changes on 5 servers, with agents and the broker killed and restarted in
 /// between; at the end every mirror must equal its origin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

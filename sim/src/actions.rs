@@ -21,6 +21,8 @@ pub fn required_class(action: &str) -> Option<Classes> {
         "command" => c("command"),
         "originate" => c("originate"),
         "queueadd" | "queueremove" | "queuepause" => c("agent"),
+        "dbgettree" => c("system,reporting"),
+        "dbput" | "dbdel" => c("system"),
         _ => None,
     }
 }
@@ -122,13 +124,11 @@ pub fn handle(world: &mut World, write: Classes, msg: &Message) -> Vec<Message> 
         "presencestatelist" => {
             let mut out = vec![list_start(id, "Presence State Changes will follow")];
             for (p, v) in &world.presence {
-                out.push(
-                    list_item("PresenceStateChange", id)
-                        .with("Presentity", p.clone())
-                        .with("Status", v.state.as_str())
-                        .with("Subtype", v.subtype.clone())
-                        .with("Message", v.message.clone()),
-                );
+                out.push(crate::events::presence_fields(
+                    list_item("PresenceStateChange", id),
+                    p,
+                    v,
+                ));
             }
             let n = out.len() - 1;
             out.push(list_complete("PresenceStateListComplete", id, n));
@@ -152,6 +152,9 @@ pub fn handle(world: &mut World, write: Classes, msg: &Message) -> Vec<Message> 
             out
         }
         "queuestatus" => queue_status(world, msg),
+        "dbgettree" => crate::astdb::get_tree(world, msg),
+        "dbput" => vec![crate::astdb::put(world, msg)],
+        "dbdel" => vec![crate::astdb::del(world, msg)],
         "queueadd" => {
             let r = world.add_member(
                 msg.get("Queue").unwrap_or(""),

@@ -19,12 +19,17 @@ pub fn device_state_change(device: &str, state: DeviceState) -> Message {
         .with("State", state.as_str())
 }
 
+/// As main/presencestate.c reports it: Subtype and Message C-escaped (`ast_escape_c`).
 pub fn presence_state_change(presentity: &str, p: &PresenceValue) -> Message {
-    event("PresenceStateChange", Classes::CALL)
-        .with("Presentity", presentity)
+    presence_fields(event("PresenceStateChange", Classes::CALL), presentity, p)
+}
+
+/// The fields of a PresenceStateChange event or PresenceStateList item.
+pub fn presence_fields(m: Message, presentity: &str, p: &PresenceValue) -> Message {
+    m.with("Presentity", presentity)
         .with("Status", p.state.as_str())
-        .with("Subtype", p.subtype.clone())
-        .with("Message", p.message.clone())
+        .with("Subtype", ami::cescape::escape(&p.subtype))
+        .with("Message", ami::cescape::escape(&p.message))
 }
 
 pub fn extension_status(hint: &Hint, status: ExtensionStatus) -> Message {

@@ -4,11 +4,12 @@
 //!
 //! - [`config`]: what a server is (users, hints, queues, version).
 //! - [`world`]: its state and every change's events.
-//! - [`actions`]: the AMI actions it answers.
+//! - [`actions`]: the AMI actions it answers; [`astdb`]: the DB actions.
 //! - [`session`]: one AMI connection.
 //! - [`server`]: the listener, and the [`Sim`] handle to script it.
 
 pub mod actions;
+pub mod astdb;
 pub mod clock;
 pub mod config;
 pub mod events;

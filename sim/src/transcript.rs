@@ -33,8 +33,10 @@ pub fn parse(text: &str) -> Vec<Step> {
                     break;
                 }
                 let l = lines.next().unwrap_or_default();
+                // As an AMI reader takes it (the codec, and Asterisk's own astman_get_header):
+                // the blanks after ':' are skipped, so ` leading` reads as `leading`.
                 if let Some((name, value)) = l.split_once(':') {
-                    msg.push(name, value.strip_prefix(' ').unwrap_or(value));
+                    msg.push(name, value.trim_start_matches([' ', '\t']));
                 }
             }
             steps.push(if line.starts_with(">>>") {

@@ -52,6 +52,8 @@ pub struct World {
     pub astdb_devstate: BTreeMap<String, String>,
     /// astdb family CustomPresence: key -> raw `state,subtype,message[,e]`.
     pub astdb_presence: BTreeMap<String, String>,
+    /// Every other astdb entry, by full key (`/family/key`).
+    pub astdb_other: BTreeMap<String, String>,
     /// The presence cache (what PresenceStateList dumps), by presentity.
     pub presence: BTreeMap<String, PresenceValue>,
     pub hints: Vec<Hint>,
@@ -129,6 +131,7 @@ impl World {
             devices: BTreeMap::new(),
             astdb_devstate: BTreeMap::new(),
             astdb_presence: BTreeMap::new(),
+            astdb_other: BTreeMap::new(),
             presence: BTreeMap::new(),
             hints: config
                 .hints
@@ -167,10 +170,14 @@ impl World {
         }
         // func_devstate's load_module: the name is what follows the LAST '/' of the astdb key,
         // so `Custom:SIP/100` comes back as `Custom:100` (BTreeMap order = astdb's key order).
+        // An UNKNOWN there is not announced, so not cached: the cache of a device never seen
+        // already says UNKNOWN (ast_publish_device_state skips an unchanged state).
         for (key, value) in &self.astdb_devstate {
             let name = key.rsplit('/').next().unwrap_or(key);
             let state = value.parse().unwrap_or(DeviceState::Unknown);
-            self.devices.insert(truncate_device(&format!("Custom:{name}")), state);
+            if state != DeviceState::Unknown {
+                self.devices.insert(truncate_device(&format!("Custom:{name}")), state);
+            }
         }
         // func_presencestate's load_module announces `CustomPresence:<after last '/'>` and the
         // provider then reads astdb under that shorter key: a name with '/' is not restored.
@@ -192,6 +199,27 @@ impl World {
             self.hints[i].last_presence = self.hints[i].presence.as_deref().and_then(|p| self.presence_of(p));
         }
         self.pending.clear();
+    }
+
+    /// `module unload` + `module load func_devstate.so`: every astdb Custom state announced
+    /// again under its restored name (cut at the last '/'). A device whose astdb entry says
+    /// UNKNOWN and that had another state is now UNKNOWN in the cache: this is how a real
+    /// Asterisk comes to list UNKNOWN devices.
+    pub fn reload_custom_states(&mut self) {
+        let restored: Vec<(String, DeviceState)> = self
+            .astdb_devstate
+            .iter()
+            .map(|(key, value)| {
+                let name = key.rsplit('/').next().unwrap_or(key);
+                (format!("Custom:{name}"), value.parse().unwrap_or(DeviceState::Unknown))
+            })
+            .collect();
+        for (device, state) in restored {
+            let cached = self.devices.get(&truncate_device(&device)).copied();
+            if state != DeviceState::Unknown || cached.is_some() {
+                self.set_device(&device, state);
+            }
+        }
     }
 
     /// A restart: every session dropped (by the caller), volatile state lost, astdb kept.
@@ -400,6 +428,19 @@ impl World {
         }
     }
 
+    /// A Local channel's device (`Local/100@agents`) changes state. Local channels are not
+    /// cachable: the state is announced but never enters the cache (DeviceStateList does not
+    /// list it), and each change is announced twice in a row (both halves of the channel), as
+    /// a real Asterisk 22 does.
+    fn local_device(&mut self, device: &str, state: DeviceState) {
+        if self.legacy() {
+            return;
+        }
+        for _ in 0..2 {
+            self.emit(Classes::CALL, device_state_change(device, state));
+        }
+    }
+
     fn next_uniqueid(&mut self) -> String {
         let n = self.next_unique;
         self.next_unique += 1;
@@ -444,6 +485,7 @@ impl World {
             connected_at: None,
             joined_at: Instant::now(),
         };
+        self.local_device("Local/s@callq", DeviceState::Inuse);
         self.queues[qi].waiting.push(id);
         let count = self.queues[qi].waiting.len();
         self.emit(
@@ -473,6 +515,9 @@ impl World {
         };
         call.member = Some((dest.clone(), member.interface.clone()));
         self.emit(Classes::AGENT, queue::agent_event("AgentCalled", &call, &member));
+        if let Some(local) = local_device_of(&member.interface) {
+            self.local_device(&local, DeviceState::Inuse);
+        }
         self.queues[qi].waiting.retain(|c| *c != id);
         let left = self.queues[qi].waiting.len();
         self.emit(Classes::AGENT, queue::caller_event("QueueCallerLeave", &call, 1, left));
@@ -536,6 +581,10 @@ impl World {
         if is_physical(&iface) {
             self.set_device(&iface, DeviceState::NotInuse);
         }
+        if let Some(local) = local_device_of(&iface) {
+            self.local_device(&local, DeviceState::NotInuse);
+        }
+        self.local_device("Local/s@callq", DeviceState::NotInuse);
         let ev = queue::member_event("QueueMemberStatus", &self.queues[qi].name, &self.queues[qi].members[mi]);
         self.emit(Classes::AGENT, ev);
         Ok(())
@@ -661,8 +710,16 @@ impl World {
 
 /// Whether app_queue would see a real device (whose state a call changes) behind this
 /// interface, rather than a `Custom:` state someone else writes.
+/// The device of a Local channel interface (`Local/100@agents/n` -> `Local/100@agents`).
+fn local_device_of(interface: &str) -> Option<String> {
+    let rest = interface.strip_prefix("Local/")?;
+    let base = rest.split('/').next().unwrap_or(rest);
+    Some(format!("Local/{base}"))
+}
+
+/// A device with a cached state of its own (a phone): not a Custom state, not a Local channel.
 fn is_physical(interface: &str) -> bool {
-    strip_prefix_ci(interface, "Custom:").is_none()
+    strip_prefix_ci(interface, "Custom:").is_none() && !interface.starts_with("Local/")
 }
 
 /// Case-insensitive prefix strip, as Asterisk's `strncasecmp` checks.

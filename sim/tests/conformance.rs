@@ -171,6 +171,23 @@ async fn f06_a_write_on_one_server_shows_on_that_one_only() {
     );
 }
 
+/// Presence text comes back C-escaped in events and lists (found on a real Asterisk 22: a
+/// message holding `'` grew a backslash at every round trip), base64 text is cut at 255
+/// bytes, plain text is not.
+#[tokio::test]
+async fn f10_presence_text_escaping_and_lengths() {
+    let sim = Sim::start(SimConfig::fixture_server()).await.unwrap();
+    assert_eq!(replay(&sim, "10_presence_escaping.txt", &[]).await, 6);
+}
+
+/// DBGetTree / DBPut / DBDel, where the agent keeps its mirror names, and the CustomDevstate
+/// family func_devstate keeps its states in.
+#[tokio::test]
+async fn f11_astdb_actions() {
+    let sim = Sim::start(SimConfig::fixture_server()).await.unwrap();
+    assert_eq!(replay(&sim, "11_astdb_memory.txt", &[]).await, 10);
+}
+
 /// A scripted queue call emits the Agent* and QueueCaller* events of fixture 07 with the same
 /// fields in the same order.
 #[tokio::test]

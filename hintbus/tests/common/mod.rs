@@ -101,6 +101,20 @@ impl Proc {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until the log holds a line with `needle` past byte `from` (an earlier run of the
+    /// same process appends to the same file); that line.
+    pub async fn wait_log(&self, from: usize, needle: &str) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::time::Instant::now() < deadline {
+            let text = self.log_text();
+            if let Some(line) = text.get(from..).and_then(|t| t.lines().find(|l| l.contains(needle))) {
+                return Some(line.to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
 }
 
 impl Drop for Proc {

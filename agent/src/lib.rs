@@ -17,6 +17,7 @@ pub mod link;
 pub mod local;
 pub mod memory;
 pub mod mirror;
+pub mod overrides;
 pub mod run;
 pub mod template;
 

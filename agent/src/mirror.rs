@@ -37,6 +37,16 @@ pub struct Mirror {
     known: HashSet<String>,
     /// New targets not yet remembered in astdb, with the origin they are written for.
     unremembered: Vec<(String, String)>,
+    /// This server's own (genuine) states' names, as last read: a remote state never lands on
+    /// one of them.
+    local: HashSet<String>,
+    /// Remote keys refused because their target is one of this server's own names.
+    refused: HashSet<Key>,
+    /// astdb told us which names are ours. Without that, a name of ours that Asterisk
+    /// restored cannot be told from one of its own, so no name is refused as the server's.
+    memory: bool,
+    /// Remote states refused because they would land on this server's own names.
+    pub local_collisions: u64,
     /// What this Asterisk shows on each target, as far as we know, and our writes on the way.
     shown: HashMap<String, Shown>,
     clock: u64,
@@ -54,6 +64,10 @@ impl Mirror {
             artifacts: HashSet::new(),
             known: HashSet::new(),
             unremembered: Vec::new(),
+            local: HashSet::new(),
+            refused: HashSet::new(),
+            memory: false,
+            local_collisions: 0,
             shown: HashMap::new(),
             clock: 0,
             collisions: 0,
@@ -74,6 +88,7 @@ impl Mirror {
 
     /// The names Asterisk's astdb says we wrote (read at every AMI connect).
     pub fn remember(&mut self, names: impl IntoIterator<Item = String>) {
+        self.memory = true;
         for n in names {
             if let Some((_, last)) = n.rsplit_once('/') {
                 if n.starts_with("Custom:") {
@@ -82,6 +97,55 @@ impl Mirror {
             }
             self.known.insert(n);
         }
+    }
+
+    /// `name` is one of this server's own states (read from its Asterisk).
+    pub fn local_seen(&mut self, name: &str) {
+        if !self.local.contains(name) {
+            self.local.insert(name.to_string());
+        }
+    }
+
+    /// The server's own states are about to be read again.
+    pub fn forget_local(&mut self) {
+        self.local.clear();
+    }
+
+    /// Whether `name` is a target that this agent never wrote (neither this run nor before):
+    /// when Asterisk shows it, it is the server's own state, not a mirror.
+    pub fn is_unclaimed_target(&self, name: &str) -> bool {
+        self.memory && self.targets.contains_key(name) && !self.known.contains(name)
+    }
+
+    /// `target` turned out to be one of this server's own names: every remote state mapped to
+    /// it is refused (warned once, counted) and it is no longer a target.
+    pub fn collide(&mut self, target: &str) {
+        let Some(t) = self.targets.remove(target) else { return };
+        self.unremembered.retain(|(n, _)| n != target);
+        self.shown.remove(target);
+        let keys: Vec<Key> = self
+            .by_key
+            .iter()
+            .filter(|(_, n)| n.as_str() == target)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.by_key.remove(&k);
+            self.refused_collision(&k, target);
+        }
+        drop(t);
+    }
+
+    fn refused_collision(&mut self, key: &Key, target: &str) {
+        if self.refused.insert(key.clone()) {
+            self.local_collisions += 1;
+            warn!(origin = %key.origin, name = %key.name, %target, "a remote state would land on one of this server's own names: not mirrored (put {{origin}} or a prefix of its own in the template)");
+        }
+    }
+
+    /// astdb could not be read: names are told apart by the broker's snapshot alone.
+    pub fn memory_unavailable(&mut self) {
+        self.memory = false;
     }
 
     /// Targets created since the last call that astdb does not hold yet, each with its origin:
@@ -99,6 +163,7 @@ impl Mirror {
     pub fn set(&mut self, key: &Key, value: Option<Value>) -> Option<String> {
         let target = match self.by_key.get(key) {
             Some(t) => t.clone(),
+            None if self.refused.contains(key) => return None,
             None => {
                 let template = if key.kind == Kind::Device {
                     &self.device_template
@@ -106,6 +171,10 @@ impl Mirror {
                     &self.presence_template
                 };
                 match template.render(&key.origin, &key.name) {
+                    Ok(t) if self.memory && self.local.contains(&t) && !self.known.contains(&t) => {
+                        self.refused_collision(key, &t);
+                        return None;
+                    }
                     Ok(t) => {
                         self.by_key.insert(key.clone(), t.clone());
                         if !self.known.contains(&t) {
@@ -391,6 +460,37 @@ mod tests {
         // And a change by someone else after all that is still put back.
         m.observed(&t, Value::Device(Unavailable));
         assert_eq!(m.needs_write(&t), Some(Value::Device(Busy)));
+    }
+
+    #[test]
+    fn a_remote_name_never_lands_on_a_local_one() {
+        let mut m = mirror();
+        m.remember([]);
+        // b has its own DND lamp; a publishes a device named DND200.
+        m.local_seen("Custom:DND200");
+        let hostile = Key {
+            origin: "a".into(),
+            kind: Kind::Device,
+            name: "DND200".into(),
+        };
+        assert_eq!(m.set(&hostile, Some(Value::Device(Busy))), None);
+        assert!(!m.is_target("Custom:DND200"));
+        assert_eq!(m.local_collisions, 1);
+        assert_eq!(m.set(&hostile, Some(Value::Device(Inuse))), None, "refused for good");
+        assert_eq!(m.local_collisions, 1, "warned once");
+        m.remember([]);
+        // A target made before the local name was read, then seen on Asterisk without ever
+        // having been written by us: the server's own, so the target goes.
+        let t = m.set(&key("a", "SIP/7"), Some(Value::Device(Busy))).unwrap();
+        assert!(m.is_unclaimed_target(&t));
+        m.collide(&t);
+        assert!(!m.is_target(&t));
+        assert_eq!(m.set(&key("a", "SIP/7"), Some(Value::Device(Inuse))), None);
+        // A name we wrote before (remembered in astdb) stays ours.
+        m.remember(["Custom:SIP/8".to_string()]);
+        m.local_seen("Custom:SIP/8");
+        assert!(m.set(&key("a", "SIP/8"), Some(Value::Device(Busy))).is_some());
+        assert!(!m.is_unclaimed_target("Custom:SIP/8"));
     }
 
     #[test]

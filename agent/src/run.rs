@@ -50,6 +50,10 @@ pub struct AgentStats {
     pub fitted: AtomicU64,
     /// Remote entries not applied because they were not valid.
     pub invalid_remote: AtomicU64,
+    /// Mirrors left alone because something kept changing them back (see [`crate::overrides`]).
+    pub write_loops: AtomicU64,
+    /// Remote states refused because they would land on one of this server's own names.
+    pub collisions: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -115,6 +119,8 @@ struct Agent {
     remembering: std::collections::HashMap<u64, String>,
     /// Said once that astdb cannot hold our mirror names.
     memory_warned: bool,
+    /// Mirrors something else keeps changing back.
+    overrides: crate::overrides::Overrides,
     stats: Arc<AgentStats>,
 }
 
@@ -163,6 +169,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         retry: Default::default(),
         remembering: Default::default(),
         memory_warned: false,
+        overrides: Default::default(),
         stats: stats.clone(),
         cfg,
     };
@@ -212,6 +219,8 @@ impl Agent {
                         self.send_sync();
                     }
                     self.expire_writes();
+                    let due = self.overrides.due(std::time::Instant::now());
+                    self.write_targets(due);
                     if !self.retry.is_empty() && self.client.is_connected() {
                         let again: Vec<String> = std::mem::take(&mut self.retry).into_iter().collect();
                         self.write_targets(again);
@@ -294,21 +303,40 @@ impl Agent {
     /// One state seen on this Asterisk, from an event or a list.
     fn observe(&mut self, kind: Kind, name: String, value: Value, publish: bool) {
         let (value, changed) = fitted(value);
+        // A name we meant to write but never did, and that Asterisk holds: the server's own.
+        if self.mirror.is_unclaimed_target(&name) {
+            self.mirror.collide(&name);
+        }
         match classify(&name, &self.mirror, &self.cfg.ignore) {
             Class::Mirror => {
                 add(&self.stats.echoes, 1);
-                self.mirror.observed(&name, value);
+                self.mirror.observed(&name, value.clone());
                 // Usually the echo of our own write. If the mirror now shows something else and
                 // no write of ours is on its way (a late action of a dropped session landed, or
-                // someone wrote our name), put back what it should show.
-                if publish && self.mirror.needs_write(&name).is_some() {
-                    debug!(server = %self.cfg.server, target = %name, "mirror changed behind our back: writing it again");
-                    self.write_targets(vec![name]);
+                // someone wrote our name), put back what it should show: at once the first time,
+                // then less and less often, then not at all (no write loop).
+                if let Some(want) = self.mirror.needs_write(&name).filter(|_| publish) {
+                    use crate::overrides::Verdict;
+                    match self
+                        .overrides
+                        .on_override(&name, std::time::Instant::now(), self.cfg.heartbeat)
+                    {
+                        Verdict::WriteNow => {
+                            debug!(server = %self.cfg.server, target = %name, "mirror changed behind our back: writing it again");
+                            self.write_targets(vec![name]);
+                        }
+                        Verdict::GiveUp => {
+                            add(&self.stats.write_loops, 1);
+                            warn!(server = %self.cfg.server, target = %name, written = ?want, reported = ?value, retries = crate::overrides::MAX_RETRIES, "Asterisk keeps reporting another value than the one written: this mirror is left alone until its origin changes (does another tool write this name?)");
+                        }
+                        Verdict::Later | Verdict::Ignore => {}
+                    }
                 }
             }
             Class::Artifact => add(&self.stats.artifacts, 1),
             Class::Ignored | Class::Invalid => {}
             Class::Local => {
+                self.mirror.local_seen(&name);
                 if changed && self.local.states.get(&(kind, name.clone())) != Some(&value) {
                     add(&self.stats.fitted, 1);
                     info!(server = %self.cfg.server, presentity = %name, "presence text published cut to 255 bytes and without control characters or leading blanks (what AMI carries unchanged)");
@@ -335,6 +363,8 @@ impl Agent {
     async fn resync(&mut self, _ami_rx: &mut mpsc::Receiver<ClientEvent>) {
         add(&self.stats.resyncs, 1);
         self.mirror.forget_applied();
+        // A new session: every mirror is written again, whatever fought it before.
+        self.overrides = Default::default();
         self.legacy = self.client.server_info().is_some_and(|i| !i.has_state_events());
         if self.legacy {
             return self.legacy_resync().await;
@@ -345,7 +375,10 @@ impl Agent {
                 debug!(server = %self.cfg.server, names = names.len(), "mirror names read from astdb");
                 self.mirror.remember(names);
             }
-            Err(e) => self.memory_failed(&e),
+            Err(e) => {
+                self.mirror.memory_unavailable();
+                self.memory_failed(&e);
+            }
         }
         let devices = self.client.list(Message::action("DeviceStateList")).await;
         let presence = self.client.list(Message::action("PresenceStateList")).await;
@@ -362,6 +395,7 @@ impl Agent {
         self.device_list_at = devices.events_before;
         self.presence_list_at = presence.events_before;
         self.local = Local::default();
+        self.mirror.forget_local();
         for item in devices.items.iter().chain(presence.items.iter()) {
             if let Some((kind, name, value)) = observed(item) {
                 self.observe(kind, name, value, false);
@@ -514,6 +548,9 @@ impl Agent {
                     })
                     .collect();
                 let touched = self.mirror.replace_all(values, merge);
+                for t in &touched {
+                    self.overrides.reset(t);
+                }
                 info!(server = %self.cfg.server, entries = entries.len(), merge, "snapshot applied");
                 self.write_targets(touched);
                 // The mirror namespace is known now: our own state can be told apart and sent.
@@ -533,6 +570,9 @@ impl Agent {
                     match e.value() {
                         Ok(v) => {
                             let touched = self.mirror.set(&e.into_key(), v.map(Value::as_written));
+                            if let Some(t) = &touched {
+                                self.overrides.reset(t);
+                            }
                             self.write_targets(touched.into_iter().collect());
                         }
                         Err(err) => {
@@ -544,6 +584,9 @@ impl Agent {
             }
         }
         self.stats.gaps.store(self.link.gaps, Ordering::Relaxed);
+        self.stats
+            .collisions
+            .store(self.mirror.local_collisions, Ordering::Relaxed);
     }
 
     /// Names read before the mirror namespace was known may be mirrors: drop those.
@@ -582,6 +625,9 @@ impl Agent {
             }
         }
         for target in targets {
+            if self.overrides.is_given_up(&target) {
+                continue;
+            }
             let Some(value) = self.mirror.needs_write(&target) else {
                 continue;
             };

@@ -18,6 +18,7 @@ pub mod local;
 pub mod memory;
 pub mod mirror;
 pub mod overrides;
+pub mod resync;
 pub mod run;
 pub mod template;
 

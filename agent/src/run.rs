@@ -113,6 +113,12 @@ struct Agent {
     sync_owed: bool,
     /// The last resync failed (a list timed out): it is tried again at the next tick.
     resync_owed: bool,
+    /// A resync is reading the lists (see [`crate::resync`]): AMI events wait until it is done.
+    resyncing: bool,
+    /// Another resync was asked for while one was running.
+    resync_again: bool,
+    /// Where the resync task hands its reads back.
+    resync_tx: mpsc::UnboundedSender<crate::resync::Read>,
     /// Targets whose last write failed: tried again every heartbeat.
     retry: std::collections::BTreeSet<String>,
     /// DBPuts of new mirror names on their way, by token (see [`crate::memory`]).
@@ -147,6 +153,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
     let stats = Arc::new(AgentStats::default());
     let shutdown = CancellationToken::new();
     let (answers, answers_rx) = mpsc::unbounded_channel();
+    let (resync_tx, resync_rx) = mpsc::unbounded_channel();
     let agent = Agent {
         link: Link::new(&cfg.server),
         mirror: Mirror::new(cfg.device_template.clone(), cfg.presence_template.clone()),
@@ -164,6 +171,9 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         legacy: false,
         sync_owed: false,
         resync_owed: false,
+        resyncing: false,
+        resync_again: false,
+        resync_tx,
         written: Default::default(),
         next_token: 0,
         retry: Default::default(),
@@ -175,7 +185,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
     };
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
-        agent.run(ami_rx, answers_rx, stop).await;
+        agent.run(ami_rx, answers_rx, resync_rx, stop).await;
     });
     Ok(AgentHandle {
         stats,
@@ -190,6 +200,7 @@ impl Agent {
         mut self,
         mut ami_rx: mpsc::Receiver<ClientEvent>,
         mut answers_rx: mpsc::UnboundedReceiver<(u64, Result<Message, ami::client::ActionError>)>,
+        mut resync_rx: mpsc::UnboundedReceiver<crate::resync::Read>,
         shutdown: CancellationToken,
     ) {
         info!(server = %self.cfg.server, broker = %self.cfg.broker, ami = %self.cfg.ami.addr, "agent starting");
@@ -201,10 +212,11 @@ impl Agent {
         tokio::pin!(cancelled);
         loop {
             tokio::select! {
-                ev = ami_rx.recv() => match ev {
-                    Some(ev) => self.on_ami(ev, &mut ami_rx).await,
+                ev = ami_rx.recv(), if !self.resyncing => match ev {
+                    Some(ev) => self.on_ami(ev),
                     None => break,
                 },
+                Some(read) = resync_rx.recv() => self.resync_done(read),
                 frame = self.broker.recv() => self.on_broker_frame(&frame),
                 Some((token, answer)) = answers_rx.recv() => self.on_answer(token, answer.map(|_| ())),
                 _ = tick.tick() => {
@@ -212,7 +224,7 @@ impl Agent {
                     self.send(&m);
                     if self.resync_owed && self.client.is_connected() {
                         self.resync_owed = false;
-                        self.resync(&mut ami_rx).await;
+                        self.resync();
                     }
                     if self.sync_owed && self.local_ready && self.link.state == State::Live {
                         warn!(server = %self.cfg.server, "frames to the broker were dropped: sending the whole state again");
@@ -235,8 +247,8 @@ impl Agent {
             for _ in 0..512 {
                 if let Ok((token, answer)) = answers_rx.try_recv() {
                     self.on_answer(token, answer.map(|_| ()));
-                } else if let Ok(ev) = ami_rx.try_recv() {
-                    self.on_ami(ev, &mut ami_rx).await;
+                } else if let Some(ev) = (!self.resyncing).then(|| ami_rx.try_recv().ok()).flatten() {
+                    self.on_ami(ev);
                 } else {
                     break;
                 }
@@ -252,16 +264,16 @@ impl Agent {
         self.broker.send(&m.encode())
     }
 
-    async fn on_ami(&mut self, ev: ClientEvent, ami_rx: &mut mpsc::Receiver<ClientEvent>) {
+    fn on_ami(&mut self, ev: ClientEvent) {
         match ev {
             ClientEvent::Connected(info) => {
                 info!(server = %self.cfg.server, asterisk = ?info.asterisk_version, "Asterisk connected: resynchronising");
-                self.resync(ami_rx).await;
+                self.resync();
             }
             ClientEvent::Lagged { dropped } => {
                 self.events_seen += dropped;
                 warn!(server = %self.cfg.server, dropped, "AMI events were dropped: resynchronising");
-                self.resync(ami_rx).await;
+                self.resync();
             }
             ClientEvent::Disconnected { reason } => {
                 info!(server = %self.cfg.server, %reason, "Asterisk disconnected");
@@ -359,18 +371,56 @@ impl Agent {
         }
     }
 
-    /// Re-reads the whole local state, publishes it, and re-applies lost mirrors.
-    async fn resync(&mut self, _ami_rx: &mut mpsc::Receiver<ClientEvent>) {
+    /// Starts re-reading the whole local state (see [`crate::resync`]); [`Agent::resync_done`]
+    /// publishes it and re-applies lost mirrors.
+    fn resync(&mut self) {
+        if self.resyncing {
+            self.resync_again = true;
+            return;
+        }
+        self.resyncing = true;
         add(&self.stats.resyncs, 1);
         self.mirror.forget_applied();
         // A new session: every mirror is written again, whatever fought it before.
         self.overrides = Default::default();
         self.legacy = self.client.server_info().is_some_and(|i| !i.has_state_events());
         if self.legacy {
-            return self.legacy_resync().await;
+            info!(server = %self.cfg.server, hints = self.cfg.legacy_hints.len(), "Asterisk before 13: state from ExtensionStatus of the configured hints");
         }
-        // Our own names first: what Asterisk restored of them must not be read as its own.
-        match crate::memory::read(&self.client).await {
+        let hints = self.legacy.then(|| self.cfg.legacy_hints.clone());
+        let read = crate::resync::read(self.client.clone(), hints, self.guard.is_some());
+        let tx = self.resync_tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(read.await);
+        });
+    }
+
+    /// The resync's reads are in: the local state is replaced, published, and the mirrors
+    /// Asterisk lost are written again.
+    fn resync_done(&mut self, read: crate::resync::Read) {
+        self.resyncing = false;
+        match read {
+            crate::resync::Read::Legacy(answers) => self.legacy_resync_done(answers),
+            crate::resync::Read::Lists {
+                memory,
+                devices,
+                presence,
+                queues,
+            } => self.lists_read(memory, devices, presence, queues),
+        }
+        if std::mem::take(&mut self.resync_again) {
+            self.resync();
+        }
+    }
+
+    fn lists_read(
+        &mut self,
+        memory: Result<Vec<String>, ActionError>,
+        devices: Result<ami::client::ListResult, ActionError>,
+        presence: Result<ami::client::ListResult, ActionError>,
+        queues: Option<Result<ami::client::ListResult, ActionError>>,
+    ) {
+        match memory {
             Ok(names) => {
                 debug!(server = %self.cfg.server, names = names.len(), "mirror names read from astdb");
                 self.mirror.remember(names);
@@ -380,8 +430,6 @@ impl Agent {
                 self.memory_failed(&e);
             }
         }
-        let devices = self.client.list(Message::action("DeviceStateList")).await;
-        let presence = self.client.list(Message::action("PresenceStateList")).await;
         let (devices, presence) = match (devices, presence) {
             (Ok(d), Ok(p)) => (d, p),
             (d, p) => {
@@ -403,31 +451,35 @@ impl Agent {
         }
         self.local_ready = true;
         debug!(server = %self.cfg.server, local = self.local.states.len(), "local state read");
-        if self.guard.is_some() {
-            match self.client.list(Message::action("QueueStatus")).await {
-                Ok(qs) => {
-                    let current: std::collections::HashMap<String, ami::DeviceState> = devices
-                        .items
-                        .iter()
-                        .filter_map(observed)
-                        .filter_map(|(_, n, v)| match v {
-                            Value::Device(d) => Some((n, d)),
-                            _ => None,
-                        })
-                        .collect();
-                    let writes = self
-                        .guard
-                        .as_mut()
-                        .map(|g| g.reconcile(&qs.items, |t| current.get(t).copied()))
-                        .unwrap_or_default();
-                    info!(server = %self.cfg.server, members = qs.items.len(), writes = writes.len(), "queue guard reconciled from QueueStatus");
-                    self.guard_writes(writes);
-                }
-                Err(e) => {
-                    warn!(server = %self.cfg.server, error = %e, "QueueStatus failed: queue guard not reconciled")
-                }
+        match queues {
+            Some(Ok(qs)) => {
+                let current: std::collections::HashMap<String, ami::DeviceState> = devices
+                    .items
+                    .iter()
+                    .filter_map(observed)
+                    .filter_map(|(_, n, v)| match v {
+                        Value::Device(d) => Some((n, d)),
+                        _ => None,
+                    })
+                    .collect();
+                let writes = self
+                    .guard
+                    .as_mut()
+                    .map(|g| g.reconcile(&qs.items, |t| current.get(t).copied()))
+                    .unwrap_or_default();
+                info!(server = %self.cfg.server, members = qs.items.len(), writes = writes.len(), "queue guard reconciled from QueueStatus");
+                self.guard_writes(writes);
             }
+            Some(Err(e)) => {
+                warn!(server = %self.cfg.server, error = %e, "QueueStatus failed: queue guard not reconciled")
+            }
+            None => {}
         }
+        self.local_read();
+    }
+
+    /// The local state is known again: it is published, and the mirrors are written again.
+    fn local_read(&mut self) {
         if self.link.state == State::Live {
             self.send_sync();
         }
@@ -455,17 +507,13 @@ impl Agent {
         ))
     }
 
-    /// Asterisk 1.8/11 have no state lists: ask each configured hint with ExtensionState.
-    async fn legacy_resync(&mut self) {
-        info!(server = %self.cfg.server, hints = self.cfg.legacy_hints.len(), "Asterisk before 13: state from ExtensionStatus of the configured hints");
+    /// Asterisk 1.8/11 have no state lists: the ExtensionState answer of each configured hint.
+    fn legacy_resync_done(&mut self, answers: Vec<((String, String), Result<Message, ActionError>)>) {
         self.device_list_at = 0;
         self.presence_list_at = 0;
         self.local = Local::default();
-        for (exten, context) in self.cfg.legacy_hints.clone() {
-            let action = Message::action("ExtensionState")
-                .with("Exten", exten.clone())
-                .with("Context", context.clone());
-            match self.client.action(action).await {
+        for ((exten, context), answer) in answers {
+            match answer {
                 Ok(resp) => {
                     if let Some((name, state)) = self.legacy_hint(&resp) {
                         self.observe(Kind::Device, name, Value::Device(state), false);
@@ -475,11 +523,7 @@ impl Agent {
             }
         }
         self.local_ready = true;
-        if self.link.state == State::Live {
-            self.send_sync();
-        }
-        let targets: Vec<String> = self.mirror.targets().cloned().collect();
-        self.write_targets(targets);
+        self.local_read();
     }
 
     fn send_sync(&mut self) {

@@ -23,6 +23,8 @@ pub(crate) struct Inner {
     mute_tx: watch::Sender<bool>,
     down: AtomicBool,
     slow_read_us: AtomicU64,
+    /// How long list actions take (0: no delay).
+    list_delay_us: AtomicU64,
     /// Cancelled to drop every session at once; replaced afterwards.
     epoch: Mutex<CancellationToken>,
     shutdown: CancellationToken,
@@ -43,6 +45,15 @@ impl Inner {
 
     pub fn slow_read(&self) -> Option<Duration> {
         match self.slow_read_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// How long a list action (DeviceStateList, PresenceStateList, QueueStatus, DBGetTree)
+    /// takes to answer on this server, if it is slow.
+    pub fn list_delay(&self) -> Option<Duration> {
+        match self.list_delay_us.load(Ordering::Relaxed) {
             0 => None,
             us => Some(Duration::from_micros(us)),
         }
@@ -108,6 +119,7 @@ impl Sim {
             mute_tx: watch::channel(false).0,
             down: AtomicBool::new(false),
             slow_read_us: AtomicU64::new(0),
+            list_delay_us: AtomicU64::new(0),
             epoch: Mutex::new(CancellationToken::new()),
             shutdown: shutdown.clone(),
             version: watch::channel(0).0,
@@ -232,6 +244,14 @@ impl Sim {
     pub fn set_slow_read(&self, delay: Option<Duration>) {
         let us = delay.map(|d| d.as_micros().max(1) as u64).unwrap_or(0);
         self.inner.slow_read_us.store(us, Ordering::Relaxed);
+    }
+
+    /// Slow lists: each list action is answered only after `delay` (a loaded Asterisk with a
+    /// large cache). Other actions of the same session wait behind it, as in Asterisk, which
+    /// handles one session's actions in order; events keep flowing.
+    pub fn set_list_delay(&self, delay: Option<Duration>) {
+        let us = delay.map(|d| d.as_micros().max(1) as u64).unwrap_or(0);
+        self.inner.list_delay_us.store(us, Ordering::Relaxed);
     }
 
     /// Waits until `pred` holds on the state, re-checking after every change.

@@ -140,6 +140,13 @@ pub(crate) async fn run(inner: Arc<Inner>, stream: TcpStream, id: u64, kill: Can
                 }
             }
             (Some(l), _) => {
+                let list = ["devicestatelist", "presencestatelist", "queuestatus", "dbgettree"];
+                if let Some(d) = inner
+                    .list_delay()
+                    .filter(|_| list.contains(&action.to_ascii_lowercase().as_str()))
+                {
+                    sleep(d).await;
+                }
                 let mut world = inner.world.lock().expect("world lock");
                 for reply in actions::handle(&mut world, l.write, &msg) {
                     if tx.try_send(reply).is_err() {

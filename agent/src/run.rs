@@ -465,7 +465,7 @@ impl Agent {
         let msg = match Msg::decode(frame) {
             Ok(m) => m,
             Err(e) => {
-                warn!(server = %self.cfg.server, error = %e, "bad frame from broker");
+                warn!(server = %self.cfg.server, error = %ami::shown(&e.to_string()), "bad frame from broker");
                 return;
             }
         };
@@ -506,7 +506,9 @@ impl Agent {
                             let touched = self.mirror.set(&e.into_key(), v);
                             self.write_targets(touched.into_iter().collect());
                         }
-                        Err(err) => warn!(server = %self.cfg.server, error = %err, "invalid entry from broker ignored"),
+                        Err(err) => {
+                            warn!(server = %self.cfg.server, error = %ami::shown(&err.to_string()), "invalid entry from broker ignored")
+                        }
                     }
                 }
             }

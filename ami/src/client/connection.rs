@@ -338,7 +338,7 @@ async fn login(
         info.asterisk_version = resp.get("AsteriskVersion").map(str::to_owned);
         info.system_name = resp.get("SystemName").map(str::to_owned);
     } else {
-        warn!(server = %cfg.name, message = %shown(resp.get("Message").unwrap_or("")), "CoreSettings refused; the AMI user needs read=system to report the Asterisk version");
+        warn!(server = %cfg.name, reason = %shown(resp.get("Message").unwrap_or("")), "CoreSettings refused; the AMI user needs read=system to report the Asterisk version");
     }
     Ok(info)
 }

@@ -22,7 +22,14 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A temporary directory, removed when dropped (also when a test fails).
 pub struct Dir(pub PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 impl Dir {
     pub fn new(name: &str) -> Dir {

@@ -120,13 +120,17 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         )),
         None => None,
     };
-    let broker = Dealer::connect(&cfg.broker, &cfg.socket, |s| match &curve {
-        Some((public, secret, server)) => {
-            s.set_curve_serverkey(server)?;
-            s.set_curve_publickey(public)?;
-            s.set_curve_secretkey(secret)
+    let broker = Dealer::connect(&cfg.broker, &cfg.socket, |s| {
+        // A broker that cannot be reached, or a failed handshake, is said in the log.
+        proto::monitor::watch(s, &cfg.server, &cfg.broker)?;
+        match &curve {
+            Some((public, secret, server)) => {
+                s.set_curve_serverkey(server)?;
+                s.set_curve_publickey(public)?;
+                s.set_curve_secretkey(secret)
+            }
+            None => Ok(()),
         }
-        None => Ok(()),
     })
     .map_err(|e| format!("cannot connect to broker {}: {e}", cfg.broker))?;
     let stats = Arc::new(AgentStats::default());

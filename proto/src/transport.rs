@@ -90,7 +90,7 @@ pub struct Dealer {
 }
 
 /// The socket's notification descriptor. It belongs to libzmq, which closes it.
-struct ZmqFd(RawFd);
+pub(crate) struct ZmqFd(pub(crate) RawFd);
 
 impl AsRawFd for ZmqFd {
     fn as_raw_fd(&self) -> RawFd {

@@ -61,7 +61,7 @@ pub enum Said {
 }
 
 /// The state of one monitored link, fed with the monitor's events.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Watch {
     up: bool,
     /// The current attempt got a TCP connection (so its retry was caused by what came after).
@@ -71,19 +71,6 @@ pub struct Watch {
     /// Kinds of failure already said in this episode.
     said: u8,
     last_said: Option<Instant>,
-}
-
-impl Default for Watch {
-    fn default() -> Self {
-        Watch {
-            up: false,
-            tcp_up: false,
-            attempts: 0,
-            since: None,
-            said: 0,
-            last_said: None,
-        }
-    }
 }
 
 impl Watch {

@@ -139,7 +139,7 @@ impl Link {
                 }
             }
             Msg::Error { code, message } => {
-                warn!(server = %self.server, ?code, %message, "broker refused a message");
+                warn!(server = %self.server, ?code, reason = %ami::shown(&message), "broker refused a message");
                 Step::Nothing
             }
             other => {

@@ -12,16 +12,19 @@ use ami::{Client, Message};
 /// Everything one resync read.
 #[derive(Debug)]
 pub enum Read {
-    /// Asterisk 13+: the mirror names in astdb, the state lists, and QueueStatus when the
-    /// queue guard is on.
-    Lists {
-        memory: Result<Vec<String>, ActionError>,
-        devices: Result<ListResult, ActionError>,
-        presence: Result<ListResult, ActionError>,
-        queues: Option<Result<ListResult, ActionError>>,
-    },
+    /// Asterisk 13+.
+    Lists(Box<Lists>),
     /// Asterisk 1.8/11: the ExtensionState answer of each configured hint.
     Legacy(Vec<((String, String), Result<Message, ActionError>)>),
+}
+
+/// The mirror names in astdb, the state lists, and QueueStatus when the queue guard is on.
+#[derive(Debug)]
+pub struct Lists {
+    pub memory: Result<Vec<String>, ActionError>,
+    pub devices: Result<ListResult, ActionError>,
+    pub presence: Result<ListResult, ActionError>,
+    pub queues: Option<Result<ListResult, ActionError>>,
 }
 
 /// Reads the state of the Asterisk behind `client`.
@@ -45,10 +48,10 @@ pub async fn read(client: Client, legacy_hints: Option<Vec<(String, String)>>, q
     } else {
         None
     };
-    Read::Lists {
+    Read::Lists(Box::new(Lists {
         memory,
         devices,
         presence,
         queues,
-    }
+    }))
 }

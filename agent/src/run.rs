@@ -141,13 +141,17 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         )),
         None => None,
     };
-    let broker = Dealer::connect(&cfg.broker, &cfg.socket, |s| match &curve {
-        Some((public, secret, server)) => {
-            s.set_curve_serverkey(server)?;
-            s.set_curve_publickey(public)?;
-            s.set_curve_secretkey(secret)
+    let broker = Dealer::connect(&cfg.broker, &cfg.socket, |s| {
+        // A broker that cannot be reached, or a failed handshake, is said in the log.
+        proto::monitor::watch(s, &cfg.server, &cfg.broker)?;
+        match &curve {
+            Some((public, secret, server)) => {
+                s.set_curve_serverkey(server)?;
+                s.set_curve_publickey(public)?;
+                s.set_curve_secretkey(secret)
+            }
+            None => Ok(()),
         }
-        None => Ok(()),
     })
     .map_err(|e| format!("cannot connect to broker {}: {e}", cfg.broker))?;
     let stats = Arc::new(AgentStats::default());
@@ -401,25 +405,20 @@ impl Agent {
         self.resyncing = false;
         match read {
             crate::resync::Read::Legacy(answers) => self.legacy_resync_done(answers),
-            crate::resync::Read::Lists {
-                memory,
-                devices,
-                presence,
-                queues,
-            } => self.lists_read(memory, devices, presence, queues),
+            crate::resync::Read::Lists(lists) => self.lists_read(*lists),
         }
         if std::mem::take(&mut self.resync_again) {
             self.resync();
         }
     }
 
-    fn lists_read(
-        &mut self,
-        memory: Result<Vec<String>, ActionError>,
-        devices: Result<ami::client::ListResult, ActionError>,
-        presence: Result<ami::client::ListResult, ActionError>,
-        queues: Option<Result<ami::client::ListResult, ActionError>>,
-    ) {
+    fn lists_read(&mut self, read: crate::resync::Lists) {
+        let crate::resync::Lists {
+            memory,
+            devices,
+            presence,
+            queues,
+        } = read;
         match memory {
             Ok(names) => {
                 debug!(server = %self.cfg.server, names = names.len(), "mirror names read from astdb");
@@ -567,7 +566,7 @@ impl Agent {
         let msg = match Msg::decode(frame) {
             Ok(m) => m,
             Err(e) => {
-                warn!(server = %self.cfg.server, error = %e, "bad frame from broker");
+                warn!(server = %self.cfg.server, error = %ami::shown(&e.to_string()), "bad frame from broker");
                 return;
             }
         };
@@ -586,7 +585,7 @@ impl Agent {
                         Ok(None) => None,
                         Err(err) => {
                             add(&self.stats.invalid_remote, 1);
-                            warn!(server = %self.cfg.server, origin = %e.origin, error = %err, "invalid entry in snapshot not applied");
+                            warn!(server = %self.cfg.server, origin = %ami::shown(&e.origin), error = %ami::shown(&err.to_string()), "invalid entry in snapshot not applied");
                             None
                         }
                     })
@@ -621,7 +620,7 @@ impl Agent {
                         }
                         Err(err) => {
                             add(&self.stats.invalid_remote, 1);
-                            warn!(server = %self.cfg.server, origin = %e.origin, error = %err, "invalid entry from broker ignored");
+                            warn!(server = %self.cfg.server, origin = %ami::shown(&e.origin), error = %ami::shown(&err.to_string()), "invalid entry from broker ignored");
                         }
                     }
                 }

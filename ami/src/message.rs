@@ -5,6 +5,7 @@
 //! what Asterisk sends. Lookups are case-insensitive and return the first match, as
 //! Asterisk's own `astman_get_header` does.
 
+use crate::escape::shown;
 use std::fmt;
 
 /// One AMI message.
@@ -77,6 +78,19 @@ impl Message {
     /// All headers, in order.
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers
+    }
+
+    /// Bytes this message holds in memory: its header list and the text of every header.
+    /// The unit of the client's memory bounds: a count of messages says little, since one
+    /// message may hold 30 bytes or, within Asterisk's limits (128 lines of 1024 bytes), 128 KiB.
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.headers.capacity() * std::mem::size_of::<(String, String)>()
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.capacity() + v.capacity())
+                .sum::<usize>()
     }
 
     /// Number of headers.
@@ -166,7 +180,7 @@ pub fn has_line_break(s: &str) -> bool {
 }
 
 /// Debug prints headers one per line, hiding the values of secret-bearing headers so that a
-/// logged Login action never leaks a password.
+/// logged Login action never leaks a password, and escaping the rest (they come from a peer).
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
@@ -174,7 +188,7 @@ impl fmt::Debug for Message {
             if is_secret_header(name) {
                 list.entry(&format_args!("{name}: ***"));
             } else {
-                list.entry(&format_args!("{name}: {value}"));
+                list.entry(&format_args!("{}: {}", shown(name), shown(value)));
             }
         }
         list.finish()

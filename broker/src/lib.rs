@@ -3,6 +3,8 @@
 //! - [`table`]: the state table, versioned.
 //! - [`outbox`]: per-agent queues with latest-wins coalescing.
 //! - [`session`]: one agent's session.
+//! - [`strangers`]: peers that have not said hello, each with a small allowance.
+//! - [`throttle`]: token buckets and log throttles per peer.
 //! - [`server`]: the broker thread: sockets, fan-out, snapshots, heartbeats, expiry.
 //! - [`config`], [`stats`].
 //!
@@ -16,7 +18,9 @@ pub mod outbox;
 pub mod server;
 pub mod session;
 pub mod stats;
+pub mod strangers;
 pub mod table;
+pub mod throttle;
 
 pub use config::{BrokerConfig, LostPolicy};
 pub use server::{AgentInfo, Broker};

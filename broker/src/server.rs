@@ -8,7 +8,9 @@
 use crate::config::{BrokerConfig, LostPolicy};
 use crate::session::Session;
 use crate::stats::Stats;
+use crate::strangers::Strangers;
 use crate::table::Table;
+use ami::shown;
 use proto::message::MAX_ENTRIES;
 use proto::transport::context;
 use proto::{Entry, ErrorCode, Msg};
@@ -92,6 +94,9 @@ impl Broker {
                 let pub_ = ctx.socket(zmq::PUB).map_err(|e| e.to_string())?;
                 pub_.set_sndhwm(config.socket.hwm).map_err(|e| e.to_string())?;
                 pub_.set_linger(0).map_err(|e| e.to_string())?;
+                // What a subscriber sends (subscriptions) is bounded as well.
+                pub_.set_maxmsgsize(config.socket.max_msg_size)
+                    .map_err(|e| e.to_string())?;
                 pub_.bind(ep)
                     .map_err(|e| format!("cannot publish the feed on {ep}: {e}"))?;
                 Some(pub_)
@@ -119,6 +124,7 @@ impl Broker {
             control: control_rx,
             table: Table::default(),
             sessions: HashMap::new(),
+            strangers: Strangers::default(),
             stats: stats.clone(),
             instance,
             curve,
@@ -212,6 +218,8 @@ struct Core {
     table: Table,
     /// By ROUTER identity.
     sessions: HashMap<Vec<u8>, Session>,
+    /// Peers that have not said hello (yet), each with a small allowance.
+    strangers: Strangers,
     stats: Arc<Stats>,
     instance: u64,
     /// Agents are authenticated: a hello must name the server its key is tied to.
@@ -333,15 +341,37 @@ impl Core {
         r
     }
 
+    /// Answers a refused message, and logs it within the peer's log throttle with its text
+    /// escaped: a peer decides neither how much the broker logs nor what a log line looks like.
     fn refuse(&mut self, identity: &[u8], code: ErrorCode, message: String) {
         Stats::add(&self.stats.rejected, 1);
-        let server = self
-            .sessions
-            .get(identity)
-            .map(|s| s.server.clone())
-            .unwrap_or_else(|| "?".into());
-        warn!(%server, ?code, %message, "message from agent refused");
+        if let Some((server, suppressed)) = self.may_log(identity) {
+            warn!(%server, peer = %peer_id(identity), ?code, reason = %shown(&message), suppressed, "message from agent refused");
+        }
         let _ = self.send(identity, &Msg::Error { code, message });
+    }
+
+    /// The peer's server (`?` before hello) when one more line about it may be logged now, with
+    /// the number of lines about it held back since the last one.
+    fn may_log(&mut self, identity: &[u8]) -> Option<(String, u64)> {
+        let now = Instant::now();
+        match self.sessions.get_mut(identity) {
+            Some(s) => s.log.allow(now).map(|n| (s.server.clone(), n)),
+            None => self.strangers.log(identity, now).allow(now).map(|n| ("?".into(), n)),
+        }
+    }
+
+    /// Says how many lines were held back about peers that have gone quiet since.
+    fn log_suppressed(&mut self, now: Instant) {
+        for s in self.sessions.values_mut() {
+            if s.log.suppressed() > 0 && s.log.due(now) {
+                let n = s.log.said(now);
+                warn!(server = %s.server, peer = %peer_id(&s.identity), suppressed = n, "more messages from agent refused, not logged one by one");
+            }
+        }
+        for x in self.strangers.overdue(now) {
+            warn!(server = "?", peer = %peer_id(&x.identity), suppressed = x.suppressed, dropped = x.dropped, "peer that has not said hello: more messages refused, not logged one by one, and messages over its allowance dropped unread");
+        }
     }
 
     /// One message from the ROUTER, with the ZAP User-Id (the server id its key is tied to).
@@ -391,6 +421,10 @@ impl Core {
                 }
                 return;
             }
+        } else if !self.strangers.admit(&identity, Instant::now()) {
+            // Before hello: a small allowance, and nothing beyond it is parsed, answered or logged.
+            Stats::add(&self.stats.rate_limited, 1);
+            return;
         }
         let msg = match Msg::decode(&frame) {
             Ok(m) => m,
@@ -415,7 +449,11 @@ impl Core {
                     self.refuse(&identity, ErrorCode::NotWelcome, "unknown session: send hello".into());
                 }
             }
-            Msg::Error { code, message } => warn!(?code, %message, "agent reported an error"),
+            Msg::Error { code, message } => {
+                if let Some((server, suppressed)) = self.may_log(&identity) {
+                    warn!(%server, peer = %peer_id(&identity), ?code, reason = %shown(&message), suppressed, "agent reported an error");
+                }
+            }
             other => {
                 let Some(session) = self.sessions.get(&identity) else {
                     return self.refuse(
@@ -533,7 +571,8 @@ impl Core {
         // The same server on a new connection (agent restarted or reconnected): the old
         // session is over, and its states are not lost.
         self.sessions.retain(|id, s| s.server != server || *id == identity);
-        info!(%server, instance, %software, "agent joined");
+        self.strangers.forget(&identity);
+        info!(%server, instance, software = %shown(&software), "agent joined");
         self.sessions
             .insert(identity.clone(), Session::new(identity.clone(), server, instance));
         Stats::set(&self.stats.agents, self.sessions.len() as u64);
@@ -695,6 +734,7 @@ impl Core {
         for s in self.sessions.values_mut() {
             s.sample_rate(now);
         }
+        self.log_suppressed(now);
         let idle: Vec<Vec<u8>> = self
             .sessions
             .iter()
@@ -718,6 +758,16 @@ impl Core {
         };
         self.fan_out(changed);
     }
+}
+
+/// A ROUTER identity for logs: hex, at most 16 bytes of it (libzmq's own are 5 bytes; a peer
+/// may choose up to 255).
+fn peer_id(identity: &[u8]) -> String {
+    let mut s: String = identity.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    if identity.len() > 16 {
+        s.push('…');
+    }
+    s
 }
 
 /// How soon a send that libzmq refused (its queue for that agent was full) is tried again.

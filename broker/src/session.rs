@@ -1,6 +1,7 @@
 //! One agent's session with the broker.
 
 use crate::outbox::Outbox;
+use crate::throttle::{Bucket, LogThrottle};
 use proto::Entry;
 use std::time::{Duration, Instant};
 
@@ -22,10 +23,11 @@ pub struct Session {
     pub snapshot_owed: bool,
     /// Chunks of a sync not yet complete.
     pub sync_buf: Vec<Entry>,
-    /// Token bucket of the rate limit: messages left, refilled continuously.
-    pub tokens: f64,
-    pub refilled: Instant,
+    /// The rate limit: messages left, refilled continuously.
+    pub bucket: Bucket,
     pub last_limited_notice: Option<Instant>,
+    /// The log lines its refused messages cause.
+    pub log: LogThrottle,
     /// libzmq refused the last send (its queue for this agent is full): try again later.
     pub backpressured: bool,
     /// Updates queued for this agent per second, averaged over the last samples.
@@ -37,16 +39,7 @@ pub struct Session {
 impl Session {
     /// Takes one message from the bucket; false when the agent is over its rate.
     pub fn admit(&mut self, per_second: u32) -> bool {
-        let now = Instant::now();
-        let cap = f64::from(per_second.max(1));
-        self.tokens = (self.tokens.min(cap) + now.duration_since(self.refilled).as_secs_f64() * cap).min(cap);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.bucket.admit(per_second, Instant::now())
     }
 
     /// Counts updates queued for this agent, for its rate.
@@ -94,9 +87,9 @@ impl Session {
             outbox: Outbox::default(),
             snapshot_owed: false,
             sync_buf: Vec::new(),
-            tokens: f64::MAX,
-            refilled: now,
+            bucket: Bucket::new(now),
             last_limited_notice: None,
+            log: LogThrottle::default(),
             backpressured: false,
             rate: 0.0,
             queued: 0,

@@ -393,6 +393,14 @@ pub fn agent(l: &Loaded) -> Result<AgentConfig, ConfigError> {
         (Some(path), Some(broker_key)) => {
             let keys = proto::auth::KeyPair::read(Path::new(&path)).map_err(|e| s.err("secret_key_file", &path, e))?;
             proto::auth::decode_key(&broker_key).map_err(|e| s.err("broker_public_key", &broker_key, e))?;
+            if broker_key.trim() == keys.public {
+                // Every handshake would fail, and nothing would say why.
+                return Err(s.err(
+                    "broker_public_key",
+                    &broker_key,
+                    format!("is this agent's own public key (from {path}): give the broker's, which `hintbus keygen` printed for it"),
+                ));
+            }
             cfg.curve = Some((keys, broker_key));
         }
         (None, None) => {}

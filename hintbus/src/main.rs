@@ -76,7 +76,8 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("HINTBUS_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)))
         .with_target(false)
-        // Colours for a terminal only: journald and log files get plain text.
+        // Colours only on a terminal: in a file or the journal they are escape sequences, and a
+        // log with escapes of its own could not be told from one a peer injected into.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();

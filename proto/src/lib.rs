@@ -4,10 +4,12 @@
 //! - [`entry`]: one state in the federated table: (origin, kind, name) -> value.
 //! - [`message`]: the messages agents and broker exchange, and their JSON encoding.
 //! - [`transport`]: libzmq sockets for tokio (the agent's DEALER, driven through `ZMQ_FD`).
+//! - [`monitor`]: libzmq's socket monitor, to log a peer that cannot be reached or a failed handshake.
 
 pub mod auth;
 pub mod entry;
 pub mod message;
+pub mod monitor;
 pub mod transport;
 
 pub use entry::{Entry, Key, Kind, Value};

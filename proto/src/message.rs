@@ -3,6 +3,7 @@
 //! read it; the figures in the closing notes show it is not the bottleneck.
 
 use crate::entry::Entry;
+use ami::shown;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks.
@@ -11,6 +12,8 @@ pub const VERSION: u32 = 1;
 pub const MAX_FRAME: usize = 1 << 20;
 /// Most entries in one message.
 pub const MAX_ENTRIES: usize = 2000;
+/// Longest `software` of a hello, in bytes.
+pub const MAX_SOFTWARE: usize = 64;
 
 /// Why a peer's message was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,7 +108,7 @@ impl Wire<'_> {
             "hello" => Msg::Hello {
                 server: need(self.server, "server")?,
                 instance: need(self.instance, "instance")?,
-                software: need(self.software, "software")?,
+                software: valid_software(need(self.software, "software")?)?,
             },
             "welcome" => Msg::Welcome {
                 broker: need(self.broker, "broker")?,
@@ -135,8 +138,10 @@ impl Wire<'_> {
                 message: need(self.message, "message")?,
             },
             other => {
-                let shown: String = other.chars().take(40).collect();
-                return Err(DecodeError::Bad(format!("unknown message type {shown:?}")));
+                return Err(DecodeError::Bad(format!(
+                    "unknown message type {:?}",
+                    shown(other).max(40)
+                )));
             }
         })
     }
@@ -223,8 +228,23 @@ impl Msg {
     }
 }
 
+/// serde's message quotes the input (`unknown variant `...``): escaped and bounded here, so
+/// that the error is safe wherever it is shown.
 fn short(e: serde_json::Error) -> String {
-    e.to_string().chars().take(200).collect()
+    shown(&e.to_string()).to_string()
+}
+
+/// A hello's `software` is shown in the broker's log and status: at most [`MAX_SOFTWARE`]
+/// bytes of printable characters.
+fn valid_software(software: String) -> Result<String, DecodeError> {
+    if software.len() <= MAX_SOFTWARE && software.chars().all(ami::escape::is_printable) {
+        Ok(software)
+    } else {
+        Err(DecodeError::Bad(format!(
+            "hello's software {:?} is not at most {MAX_SOFTWARE} bytes of printable characters",
+            shown(&software).max(MAX_SOFTWARE)
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -274,6 +294,21 @@ mod tests {
             Msg::decode(&vec![b' '; MAX_FRAME + 1]),
             Err(DecodeError::TooLarge(_))
         ));
+        let hello = |software: &str| {
+            Msg::Hello {
+                server: "a".into(),
+                instance: 1,
+                software: software.into(),
+            }
+            .encode()
+        };
+        assert!(Msg::decode(&hello("hintbus 0.1.0 (Grüße)")).is_ok());
+        for bad in ["x\n\x1b[31mred", &"x".repeat(MAX_SOFTWARE + 1), "\u{202e}txt"] {
+            let Err(DecodeError::Bad(e)) = Msg::decode(&hello(bad)) else {
+                panic!("{bad:?} accepted")
+            };
+            assert!(!e.contains('\n') && !e.contains('\x1b'), "{e}");
+        }
         let many = Msg::Update {
             entries: vec![Entry::device("a", "SIP/1", DeviceState::Inuse); MAX_ENTRIES + 1],
         };

@@ -3,6 +3,7 @@
 //! A `zmq::Socket` has no async API. The agent's DEALER is driven from tokio through the
 //! socket's `ZMQ_FD` ([`Dealer`]); the broker, which owns a thread, polls its sockets there.
 
+use crate::message::MAX_FRAME;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -17,6 +18,13 @@ pub fn context() -> &'static zmq::Context {
     CTX.get_or_init(zmq::Context::new)
 }
 
+/// Largest message libzmq takes from a peer (`ZMQ_MAXMSGSIZE`): [`MAX_FRAME`] plus slack, so that
+/// a frame a little too large still arrives and is refused with an error reply that says so,
+/// while a peer that announces anything larger (a ZMTP frame header can say 8 GiB) is
+/// disconnected by libzmq before it buffers a byte of it. Without it, an unauthenticated peer
+/// took the broker from 11 MB to 318 MB.
+pub const MAX_MSG_SIZE: i64 = MAX_FRAME as i64 + 64 * 1024;
+
 /// Socket settings shared by both ends.
 #[derive(Debug, Clone)]
 pub struct SocketOptions {
@@ -29,6 +37,8 @@ pub struct SocketOptions {
     /// First and longest reconnect interval of a connecting socket.
     pub reconnect: Duration,
     pub reconnect_max: Duration,
+    /// `ZMQ_MAXMSGSIZE`, see [`MAX_MSG_SIZE`].
+    pub max_msg_size: i64,
 }
 
 impl Default for SocketOptions {
@@ -39,6 +49,7 @@ impl Default for SocketOptions {
             hwm: 10_000,
             reconnect: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(2),
+            max_msg_size: MAX_MSG_SIZE,
         }
     }
 }
@@ -54,6 +65,7 @@ impl SocketOptions {
         s.set_reconnect_ivl(self.reconnect.as_millis() as i32)?;
         s.set_reconnect_ivl_max(self.reconnect_max.as_millis() as i32)?;
         s.set_linger(200)?;
+        s.set_maxmsgsize(self.max_msg_size)?;
         Ok(())
     }
 }
@@ -78,7 +90,7 @@ pub struct Dealer {
 }
 
 /// The socket's notification descriptor. It belongs to libzmq, which closes it.
-struct ZmqFd(RawFd);
+pub(crate) struct ZmqFd(pub(crate) RawFd);
 
 impl AsRawFd for ZmqFd {
     fn as_raw_fd(&self) -> RawFd {

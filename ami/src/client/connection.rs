@@ -1,11 +1,14 @@
 //! The session task: connect, log in, run, and reconnect with backoff.
 
 use super::auth::md5_key;
+use super::backlog::Backlog;
 use super::backoff::Backoff;
 use super::config::AuthMethod;
 use super::pending::Routed;
+use super::sink::EventSink;
 use super::{ActionError, ClientEvent, ServerInfo, Shared};
 use crate::codec::{AmiCodec, CodecError, Frame, FrameError};
+use crate::escape::shown;
 use crate::message::Message;
 use futures::{FutureExt, SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
@@ -40,60 +43,10 @@ enum SessionError {
     Shutdown,
 }
 
-/// Delivers events to the consumer without ever waiting for it.
-struct EventSink {
-    tx: mpsc::Sender<ClientEvent>,
-    /// Something was dropped: the consumer must be told.
-    lagging: bool,
-    /// Events (not notices) dropped since the consumer was last told.
-    lagged: u64,
-    name: String,
-}
-
-impl EventSink {
-    fn deliver(&mut self, shared: &Shared, ev: ClientEvent) {
-        if self.lagging {
-            match self.tx.try_send(ClientEvent::Lagged { dropped: self.lagged }) {
-                Ok(()) => self.told(),
-                Err(_) => return self.drop_one(shared, &ev),
-            }
-        }
-        let is_event = matches!(ev, ClientEvent::Event(_));
-        if self.tx.try_send(ev).is_err() {
-            if !self.lagging {
-                warn!(server = %self.name, "AMI event buffer full: dropping events until the consumer catches up");
-            }
-            self.lagging = true;
-            if is_event {
-                self.lagged += 1;
-                shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    fn drop_one(&mut self, shared: &Shared, ev: &ClientEvent) {
-        if matches!(ev, ClientEvent::Event(_)) {
-            self.lagged += 1;
-            shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn told(&mut self) {
-        warn!(server = %self.name, dropped = self.lagged, "AMI event consumer lagged; events were dropped, resync advised");
-        self.lagging = false;
-        self.lagged = 0;
-    }
-}
-
 /// Keeps one session alive until shutdown.
 pub(crate) async fn supervise(shared: Arc<Shared>, events: mpsc::Sender<ClientEvent>) {
     let cfg = &shared.config;
-    let mut sink = EventSink {
-        tx: events,
-        lagging: false,
-        lagged: 0,
-        name: cfg.name.clone(),
-    };
+    let mut sink = EventSink::new(events, cfg.event_buffer_bytes, cfg.name.clone());
     let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
     loop {
         let result = tokio::select! {
@@ -143,7 +96,7 @@ async fn session(shared: &Arc<Shared>, sink: &mut EventSink, backoff: &mut Backo
     let mut reader = FramedRead::new(r, AmiCodec::client());
     let mut writer = FramedWrite::new(w, AmiCodec::client());
 
-    let mut early_events = Vec::new();
+    let mut early_events = Backlog::new(cfg.login_backlog_bytes);
     let info = timeout(
         cfg.connect_timeout * 3,
         login(shared, &mut reader, &mut writer, &mut early_events),
@@ -158,7 +111,14 @@ async fn session(shared: &Arc<Shared>, sink: &mut EventSink, backoff: &mut Backo
     *shared.outbound.lock().expect("outbound lock") = Some(out_tx.clone());
     shared.info.send_replace(Some(info.clone()));
     sink.deliver(shared, ClientEvent::Connected(info));
-    for ev in early_events {
+    if early_events.dropped > 0 {
+        shared
+            .stats
+            .events_dropped
+            .fetch_add(early_events.dropped, Ordering::Relaxed);
+        warn!(server = %cfg.name, dropped = early_events.dropped, limit = cfg.login_backlog_bytes, "events during the login over the backlog bound (login_backlog_bytes): dropped");
+    }
+    for ev in early_events.into_events() {
         shared.stats.events_received.fetch_add(1, Ordering::Relaxed);
         sink.deliver(shared, ClientEvent::Event(ev));
     }
@@ -200,7 +160,7 @@ async fn run(
     ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The outstanding keepalive: its ActionID and its deadline.
     let mut ping: Option<(String, Instant)> = None;
-    // Tells a lagging consumer as soon as it has room again, not only at the next event.
+    // Tells a lagging consumer as soon as it has caught up, not only at the next event.
     let lag_tx = sink.tx.clone();
     // Built once: a cancellation future made on every turn registers and unregisters a
     // waiter each time, and turns come by the tens of thousands per second under load.
@@ -209,6 +169,7 @@ async fn run(
     let mute = sleep_until_opt(None);
     tokio::pin!(mute);
     loop {
+        let room = if sink.lagging { sink.room_needed() } else { 1 };
         tokio::select! {
             frame = reader.next() => {
                 let pinging = ping.is_some();
@@ -240,12 +201,15 @@ async fn run(
                     _ => Err(SessionError::Closed),
                 };
             }
-            permit = lag_tx.reserve(), if sink.lagging => {
-                if let Ok(permit) = permit {
-                    permit.send(ClientEvent::Lagged { dropped: sink.lagged });
-                    sink.told();
+            permits = lag_tx.reserve_many(room), if sink.lagging => match permits {
+                // The consumer took enough: the slots are given back at once, to tell it.
+                Ok(permits) => {
+                    drop(permits);
+                    sink.tell();
                 }
-            }
+                // The consumer is gone: nobody to tell.
+                Err(_) => sink.lagging = false,
+            },
             _ = &mut shutdown => return Err(SessionError::Shutdown),
         }
     }
@@ -275,10 +239,10 @@ fn on_frame(
             }
             dispatch(shared, sink, msg);
         }
-        Ok(Frame::Banner(b)) => debug!(server = %cfg.name, banner = %b, "unexpected second banner"),
+        Ok(Frame::Banner(b)) => debug!(server = %cfg.name, banner = %shown(&b), "unexpected second banner"),
         Err(bad) => {
             shared.stats.frames_rejected.fetch_add(1, Ordering::Relaxed);
-            warn!(server = %cfg.name, error = %bad, "AMI message from Asterisk refused");
+            warn!(server = %cfg.name, error = %shown(&bad.to_string()), "AMI message from Asterisk refused");
             if let Some(id) = bad.action_id() {
                 shared.pending.fail(
                     id,
@@ -303,7 +267,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 fn dispatch(shared: &Shared, sink: &mut EventSink, msg: Message) {
     match shared.pending.route(
         msg,
-        shared.config.max_list_items,
+        &shared.config,
         shared.stats.events_received.load(Ordering::Relaxed),
     ) {
         Routed::Consumed => {}
@@ -323,7 +287,7 @@ async fn login(
     shared: &Shared,
     reader: &mut Reader,
     writer: &mut Writer,
-    early: &mut Vec<Message>,
+    early: &mut Backlog,
 ) -> Result<ServerInfo, SessionError> {
     let cfg = &shared.config;
     let banner_version = match reader.next().await {
@@ -346,7 +310,7 @@ async fn login(
             let Some(ch) = resp.get("Challenge").filter(|_| resp.is_success()) else {
                 return Err(SessionError::AuthFailed(format!(
                     "MD5 challenge refused: {}",
-                    resp.get("Message").unwrap_or("no challenge")
+                    shown(resp.get("Message").unwrap_or("no challenge"))
                 )));
             };
             login.push("AuthType", "MD5");
@@ -358,7 +322,7 @@ async fn login(
     let resp = exchange(reader, writer, login, &id, early).await?;
     if !resp.is_success() {
         return Err(SessionError::AuthFailed(
-            resp.get("Message").unwrap_or("refused").to_string(),
+            shown(resp.get("Message").unwrap_or("refused")).to_string(),
         ));
     }
 
@@ -374,7 +338,7 @@ async fn login(
         info.asterisk_version = resp.get("AsteriskVersion").map(str::to_owned);
         info.system_name = resp.get("SystemName").map(str::to_owned);
     } else {
-        warn!(server = %cfg.name, message = resp.get("Message").unwrap_or(""), "CoreSettings refused; the AMI user needs read=system to report the Asterisk version");
+        warn!(server = %cfg.name, reason = %shown(resp.get("Message").unwrap_or("")), "CoreSettings refused; the AMI user needs read=system to report the Asterisk version");
     }
     Ok(info)
 }
@@ -385,7 +349,7 @@ async fn exchange(
     writer: &mut Writer,
     action: Message,
     id: &str,
-    early: &mut Vec<Message>,
+    early: &mut Backlog,
 ) -> Result<Message, SessionError> {
     writer.send(&action).await?;
     loop {
@@ -394,8 +358,8 @@ async fn exchange(
                 if m.response().is_some() && m.action_id() == Some(id) {
                     return Ok(m);
                 }
-                if m.event_name().is_some() && early.len() < 10_000 {
-                    early.push(m);
+                if m.event_name().is_some() {
+                    early.keep(m);
                 }
             }
             Some(Ok(Ok(Frame::Banner(_)))) | Some(Ok(Err(_))) => {}

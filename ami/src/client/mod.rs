@@ -5,8 +5,11 @@
 //!   ([`Client::action`], [`Client::list`]), each with a timeout.
 //! - Events come out of a bounded channel as [`ClientEvent`]s. The socket reader never waits
 //!   for the consumer (Asterisk drops a client that reads slower than its `writetimeout`):
-//!   when the buffer is full, events are dropped, counted, logged, and the consumer is told
-//!   with [`ClientEvent::Lagged`] so that it can resync instead of trusting a stale view.
+//!   when the buffer is full, in events or in bytes, events are dropped, counted, logged, and
+//!   the consumer is told with [`ClientEvent::Lagged`] so that it can resync instead of
+//!   trusting a stale view.
+//! - Everything held from the network is bounded in bytes, not only in messages: the event
+//!   queue, a list's items, the events read during the login ([`ClientConfig`]).
 //! - A Ping every `ping_interval` detects a dead or mute server; the session is then dropped
 //!   and rebuilt with exponential backoff and jitter. Every successful (re)login is announced
 //!   with [`ClientEvent::Connected`], the caller's cue to re-read the full state, because
@@ -15,16 +18,21 @@
 //!   appears in no log line and no error.
 
 mod auth;
+mod backlog;
 mod backoff;
 mod config;
 mod connection;
 mod pending;
+mod sink;
 
 pub use auth::md5_key;
 pub use backoff::Backoff;
-pub use config::{AuthMethod, ClientConfig};
+pub use config::{
+    AuthMethod, ClientConfig, DEFAULT_EVENT_BUFFER_BYTES, DEFAULT_LOGIN_BACKLOG_BYTES, DEFAULT_MAX_LIST_BYTES,
+};
 pub use pending::{Answers, ListResult};
 
+use crate::escape::shown;
 use crate::message::{EncodeError, Message};
 use pending::{Pending, Waiter};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,12 +100,22 @@ pub enum ActionError {
     Disconnected,
     #[error("no answer to {action} within {timeout:?}")]
     Timeout { action: String, timeout: Duration },
-    #[error("Asterisk refused {action}: {message}")]
+    /// `message` is Asterisk's text, escaped when shown.
+    #[error("Asterisk refused {action}: {}", shown(.message))]
     Rejected { action: String, message: String },
-    #[error("answer to {action} was malformed: {detail}")]
+    #[error("answer to {action} was malformed: {}", shown(.detail))]
     Malformed { action: String, detail: String },
     #[error("list answer longer than {limit} items")]
     ListTooLong { limit: usize },
+    /// The list's items passed [`ClientConfig::max_list_bytes`]: the list is abandoned (its
+    /// remaining items are discarded as they arrive) and the memory given back.
+    #[error("answer to {action} abandoned at item {items}: its items hold {held} bytes, over the bound of {limit} (max_list_bytes)")]
+    ListTooLarge {
+        action: String,
+        limit: usize,
+        items: usize,
+        held: usize,
+    },
     #[error(transparent)]
     Encode(#[from] EncodeError),
     #[error("client is shut down")]
@@ -246,9 +264,15 @@ impl Client {
                 action: name.clone(),
                 result: ListResult::default(),
                 started: false,
+                bytes: 0,
             },
         );
-        self.send_and_wait(&id, &name, action, rx, timeout).await
+        let answer = self.send_and_wait(&id, &name, action, rx, timeout).await;
+        if let Err(ActionError::Timeout { .. }) = answer {
+            // Its items may still come: they are not events.
+            self.shared.pending.abandon(&id);
+        }
+        answer
     }
 
     async fn send_and_wait<T>(

@@ -4,9 +4,11 @@
 //! carries its own ActionID and waits here for the response (and, for a list action, for
 //! every item up to the `EventList: Complete` event).
 
-use super::ActionError;
+use super::{ActionError, ClientConfig};
 use crate::message::Message;
 use dashmap::DashMap;
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 /// The answer to a list action: the response, the items, and the closing event.
@@ -36,8 +38,16 @@ pub(crate) enum Waiter {
         action: String,
         result: ListResult,
         started: bool,
+        /// What `result.items` holds, in [`Message::footprint`] bytes.
+        bytes: usize,
     },
 }
+
+/// Lists abandoned (too large, or timed out) whose items may still be arriving, remembered so
+/// that those items are discarded rather than handed to the consumer as events. Bounded: an
+/// older one forgotten only lets its late items through as events, which the event queue's own
+/// bound then holds.
+const ABANDONED_KEPT: usize = 16;
 
 /// What the reader should do with an incoming message.
 pub(crate) enum Routed {
@@ -52,6 +62,7 @@ pub(crate) enum Routed {
 #[derive(Default)]
 pub(crate) struct Pending {
     waiters: DashMap<String, Waiter>,
+    abandoned: Mutex<VecDeque<String>>,
 }
 
 impl Pending {
@@ -92,8 +103,31 @@ impl Pending {
         }
     }
 
+    /// Forgets a list nobody waits for any more, and discards what is still to come of it.
+    pub fn abandon(&self, id: &str) {
+        self.waiters.remove(id);
+        let mut a = self.abandoned.lock().unwrap_or_else(|p| p.into_inner());
+        if a.len() == ABANDONED_KEPT {
+            a.pop_front();
+        }
+        a.push_back(id.to_string());
+    }
+
+    /// True when `msg` belongs to an abandoned list (and is dropped); its last item ends it.
+    fn discarded(&self, id: &str, msg: &Message) -> bool {
+        let mut a = self.abandoned.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(i) = a.iter().position(|x| x == id) else {
+            return false;
+        };
+        let last = msg.response().is_some() || msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
+        if last {
+            a.remove(i);
+        }
+        true
+    }
+
     /// Routes one message from Asterisk to its waiter, or back to the caller as an event.
-    pub fn route(&self, msg: Message, max_list_items: usize, events_so_far: u64) -> Routed {
+    pub fn route(&self, msg: Message, cfg: &ClientConfig, events_so_far: u64) -> Routed {
         let is_response = msg.response().is_some();
         let Some(id) = msg.action_id().map(str::to_owned) else {
             return if is_response {
@@ -103,6 +137,9 @@ impl Pending {
             };
         };
         let Some(mut entry) = self.waiters.get_mut(&id) else {
+            if self.discarded(&id, &msg) {
+                return Routed::Consumed;
+            }
             return if is_response {
                 Routed::Stray(msg)
             } else {
@@ -143,6 +180,7 @@ impl Pending {
                 action,
                 result,
                 started,
+                bytes,
                 ..
             } => {
                 if is_response {
@@ -163,11 +201,29 @@ impl Pending {
                     result.complete = Some(msg);
                     drop(entry);
                     self.finish_list(&id, None);
-                } else if result.items.len() >= max_list_items {
+                } else if result.items.len() >= cfg.max_list_items {
                     drop(entry);
-                    self.fail(&id, ActionError::ListTooLong { limit: max_list_items });
+                    self.fail(
+                        &id,
+                        ActionError::ListTooLong {
+                            limit: cfg.max_list_items,
+                        },
+                    );
+                    self.abandon(&id);
                 } else {
+                    *bytes += msg.footprint();
                     result.items.push(msg);
+                    if *bytes > cfg.max_list_bytes {
+                        let err = ActionError::ListTooLarge {
+                            action: action.clone(),
+                            limit: cfg.max_list_bytes,
+                            items: result.items.len(),
+                            held: *bytes,
+                        };
+                        drop(entry);
+                        self.fail(&id, err);
+                        self.abandon(&id);
+                    }
                 }
                 Routed::Consumed
             }

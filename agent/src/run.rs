@@ -20,6 +20,7 @@ use proto::transport::Dealer;
 use proto::{Entry, Kind, Msg, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -111,8 +112,10 @@ struct Agent {
     legacy: bool,
     /// A frame to the broker was dropped: the whole local state is sent again at the next tick.
     sync_owed: bool,
-    /// The last resync failed (a list timed out): it is tried again at the next tick.
-    resync_owed: bool,
+    /// The last resync failed (a list timed out or was too large): it is tried again at the
+    /// first tick after this moment, later after each failure in a row.
+    resync_owed: Option<std::time::Instant>,
+    resync_backoff: ami::client::backoff::Backoff,
     /// A resync is reading the lists (see [`crate::resync`]): AMI events wait until it is done.
     resyncing: bool,
     /// Another resync was asked for while one was running.
@@ -174,7 +177,8 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         guard: cfg.queue_guard.clone().map(Guard::new),
         legacy: false,
         sync_owed: false,
-        resync_owed: false,
+        resync_owed: None,
+        resync_backoff: ami::client::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
         resyncing: false,
         resync_again: false,
         resync_tx,
@@ -226,8 +230,8 @@ impl Agent {
                 _ = tick.tick() => {
                     let m = self.link.on_tick(self.cfg.broker_timeout);
                     self.send(&m);
-                    if self.resync_owed && self.client.is_connected() {
-                        self.resync_owed = false;
+                    if self.resync_owed.is_some_and(|at| at <= std::time::Instant::now()) && self.client.is_connected() {
+                        self.resync_owed = None;
                         self.resync();
                     }
                     if self.sync_owed && self.local_ready && self.link.state == State::Live {
@@ -433,12 +437,14 @@ impl Agent {
             (Ok(d), Ok(p)) => (d, p),
             (d, p) => {
                 let err = d.err().or(p.err()).map(|e| e.to_string()).unwrap_or_default();
-                warn!(server = %self.cfg.server, error = %err, "could not read the state lists; trying again at the next heartbeat");
+                let retry_in = self.resync_backoff.next_delay();
+                warn!(server = %self.cfg.server, error = %err, ?retry_in, "could not read the state lists; trying again");
                 self.local_ready = false;
-                self.resync_owed = true;
+                self.resync_owed = Some(std::time::Instant::now() + retry_in);
                 return;
             }
         };
+        self.resync_backoff.reset();
         self.device_list_at = devices.events_before;
         self.presence_list_at = presence.events_before;
         self.local = Local::default();

@@ -19,7 +19,7 @@
 
 mod auth;
 mod backlog;
-mod backoff;
+pub mod backoff;
 mod config;
 mod connection;
 mod pending;

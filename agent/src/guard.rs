@@ -52,7 +52,11 @@ impl GuardTemplate {
             .replace("{membername}", member_name)
             .replace("{interface}", interface)
             .replace("{resource}", resource);
-        (out.len() <= ami::state::MAX_DEVICE_LEN && proto::entry::valid_name(&out)).then_some(out)
+        // A blank in a device name is not one a hint or a queues.conf line can name.
+        let fits = out.len() <= ami::state::MAX_DEVICE_LEN
+            && proto::entry::valid_name(&out)
+            && !out.chars().any(char::is_whitespace);
+        fits.then_some(out)
     }
 }
 
@@ -71,7 +75,7 @@ pub struct GuardWrite {
     pub queue: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Guard {
     template: GuardTemplate,
     /// (queue, interface) -> member.
@@ -124,6 +128,40 @@ impl Guard {
                 state_interface: si.into(),
             },
         );
+    }
+
+    /// The (queue, interface) of an Agent* event whose member the guard has not learnt: its
+    /// state interface is not in the event, so it must be looked up (QueueStatus of that
+    /// member) before the event is applied. app_queue announces no QueueMemberAdded for static
+    /// members that `queue reload` adds, so this is how the guard meets them.
+    pub fn unknown_member(&self, m: &Message) -> Option<(String, String)> {
+        let ev = m.event_name()?;
+        if !matches!(ev, "AgentCalled" | "AgentConnect" | "AgentComplete" | "AgentDump") {
+            return None;
+        }
+        let queue = m.get("Queue").filter(|q| !q.is_empty())?;
+        let interface = m.get("Interface").or(m.get("Member")).filter(|i| !i.is_empty())?;
+        let key = (queue.to_string(), interface.to_string());
+        (!self.members.contains_key(&key)).then_some(key)
+    }
+
+    /// Learns the members a QueueStatus answer lists (for one member looked up by
+    /// [`Guard::unknown_member`], or all of them).
+    pub fn learn_status(&mut self, items: &[Message]) {
+        for item in items.iter().filter(|m| m.event_name() == Some("QueueMember")) {
+            self.learn(
+                item.get("Queue").unwrap_or(""),
+                item.get("Location").unwrap_or(""),
+                item.get("Name").unwrap_or(""),
+                item.get("StateInterface").unwrap_or(""),
+            );
+        }
+    }
+
+    /// A member that could not be looked up: learnt from the event alone, so that it is not
+    /// looked up again at every event.
+    pub fn learn_unlisted(&mut self, queue: &str, interface: &str, name: &str) {
+        self.learn(queue, interface, name, "");
     }
 
     /// Feeds one AMI event; returns the writes it calls for.
@@ -319,6 +357,38 @@ mod tests {
         ));
         assert!(w.is_empty(), "never `Custom:` with no name");
         assert!(GuardTemplate::new("SIP/{membername}").is_err());
+    }
+
+    #[test]
+    fn members_added_by_a_reload_are_looked_up_and_names_with_blanks_refused() {
+        let mut g = Guard::new(GuardTemplate::new("Custom:{membername}").unwrap());
+        let connect = ev(
+            "AgentConnect",
+            &[
+                ("Queue", "support"),
+                ("Interface", "Local/100@agents"),
+                ("MemberName", "Acc Agent 100"),
+            ],
+        );
+        assert_eq!(
+            g.unknown_member(&connect),
+            Some(("support".into(), "Local/100@agents".into()))
+        );
+        // Without a lookup the template gives `Custom:Acc Agent 100`: refused, never written.
+        assert!(g.clone().on_event(&connect).is_empty());
+        g.learn_status(&[ev(
+            "QueueMember",
+            &[
+                ("Queue", "support"),
+                ("Name", "Acc Agent 100"),
+                ("Location", "Local/100@agents"),
+                ("StateInterface", "Custom:accagent100"),
+            ],
+        )]);
+        assert_eq!(g.unknown_member(&connect), None);
+        let w = g.on_event(&connect);
+        assert_eq!(w[0].target, "Custom:accagent100");
+        assert_eq!(w[0].state, DeviceState::Inuse);
     }
 
     #[test]

@@ -77,6 +77,15 @@ impl AgentHandle {
     }
 }
 
+/// The QueueStatus answer for one member the queue guard had not learnt.
+struct GuardLookup {
+    member: (String, String),
+    answer: Result<ami::client::ListResult, ActionError>,
+}
+
+/// Events of one member kept while it is looked up: a call has a handful.
+const GUARD_PENDING_MAX: usize = 32;
+
 /// A Setvar sent and not yet answered.
 struct Written {
     target: String,
@@ -122,6 +131,10 @@ struct Agent {
     resync_again: bool,
     /// Where the resync task hands its reads back.
     resync_tx: mpsc::UnboundedSender<crate::resync::Read>,
+    /// Queue members being looked up for the guard, with the events of theirs that wait for
+    /// the answer (in order; a few per member at most).
+    guard_pending: std::collections::HashMap<(String, String), Vec<Message>>,
+    guard_tx: mpsc::UnboundedSender<GuardLookup>,
     /// Targets whose last write failed: tried again every heartbeat.
     retry: std::collections::BTreeSet<String>,
     /// DBPuts of new mirror names on their way, by token (see [`crate::memory`]).
@@ -161,6 +174,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
     let shutdown = CancellationToken::new();
     let (answers, answers_rx) = mpsc::unbounded_channel();
     let (resync_tx, resync_rx) = mpsc::unbounded_channel();
+    let (guard_tx, guard_rx) = mpsc::unbounded_channel();
     let agent = Agent {
         link: Link::new(&cfg.server),
         mirror: Mirror::new(cfg.device_template.clone(), cfg.presence_template.clone()),
@@ -182,6 +196,8 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         resyncing: false,
         resync_again: false,
         resync_tx,
+        guard_pending: Default::default(),
+        guard_tx,
         written: Default::default(),
         next_token: 0,
         retry: Default::default(),
@@ -193,7 +209,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
     };
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
-        agent.run(ami_rx, answers_rx, resync_rx, stop).await;
+        agent.run(ami_rx, answers_rx, resync_rx, guard_rx, stop).await;
     });
     Ok(AgentHandle {
         stats,
@@ -209,6 +225,7 @@ impl Agent {
         mut ami_rx: mpsc::Receiver<ClientEvent>,
         mut answers_rx: mpsc::UnboundedReceiver<(u64, Result<Message, ami::client::ActionError>)>,
         mut resync_rx: mpsc::UnboundedReceiver<crate::resync::Read>,
+        mut guard_rx: mpsc::UnboundedReceiver<GuardLookup>,
         shutdown: CancellationToken,
     ) {
         info!(server = %self.cfg.server, broker = %self.cfg.broker, ami = %self.cfg.ami.addr, "agent starting");
@@ -225,6 +242,7 @@ impl Agent {
                     None => break,
                 },
                 Some(read) = resync_rx.recv() => self.resync_done(read),
+                Some(lookup) = guard_rx.recv() => self.guard_lookup_done(lookup),
                 frame = self.broker.recv() => self.on_broker_frame(&frame),
                 Some((token, answer)) = answers_rx.recv() => self.on_answer(token, answer.map(|_| ())),
                 _ = tick.tick() => {
@@ -297,9 +315,8 @@ impl Agent {
     }
 
     fn on_event(&mut self, m: &Message, index: u64) {
-        if let Some(g) = self.guard.as_mut() {
-            let writes = g.on_event(m);
-            self.guard_writes(writes);
+        if self.guard.is_some() {
+            self.guard_event(m);
         }
         if self.legacy {
             if let Some((exten, state)) = self.legacy_hint(m) {
@@ -318,6 +335,57 @@ impl Agent {
             return;
         }
         self.observe(kind, name, value, true);
+    }
+
+    /// One event for the queue guard. A member it has not learnt (static members added by
+    /// `queue reload` come without any event) is looked up first: QueueStatus of that member
+    /// says its state interface, which the Agent* events do not carry. Its events wait, in
+    /// order, for the answer.
+    fn guard_event(&mut self, m: &Message) {
+        let Some(g) = self.guard.as_mut() else { return };
+        let member = g.unknown_member(m).or_else(|| {
+            let key = (m.get("Queue")?.to_string(), m.get("Interface").or(m.get("Member"))?.to_string());
+            self.guard_pending.contains_key(&key).then_some(key)
+        });
+        let Some(member) = member else {
+            let writes = g.on_event(m);
+            return self.guard_writes(writes);
+        };
+        let first = !self.guard_pending.contains_key(&member);
+        let waiting = self.guard_pending.entry(member.clone()).or_default();
+        if waiting.len() < GUARD_PENDING_MAX {
+            waiting.push(m.clone());
+        }
+        if first {
+            debug!(server = %self.cfg.server, queue = %member.0, interface = %member.1, "queue guard: looking up a member it has not seen");
+            let client = self.client.clone();
+            let tx = self.guard_tx.clone();
+            tokio::spawn(async move {
+                let action = Message::action("QueueStatus")
+                    .with("Queue", member.0.clone())
+                    .with("Member", member.1.clone());
+                let answer = client.list(action).await;
+                let _ = tx.send(GuardLookup { member, answer });
+            });
+        }
+    }
+
+    fn guard_lookup_done(&mut self, lookup: GuardLookup) {
+        let events = self.guard_pending.remove(&lookup.member).unwrap_or_default();
+        let Some(g) = self.guard.as_mut() else { return };
+        match &lookup.answer {
+            Ok(list) => g.learn_status(&list.items),
+            Err(e) => warn!(server = %self.cfg.server, queue = %lookup.member.0, interface = %lookup.member.1, error = %e, "queue guard: QueueStatus of a new member failed; its guard name comes from the template"),
+        }
+        if g.unknown_member(events.first().unwrap_or(&Message::new())).is_some() {
+            let name = events.first().and_then(|m| m.get("MemberName")).unwrap_or("");
+            g.learn_unlisted(&lookup.member.0, &lookup.member.1, name);
+        }
+        let mut writes = Vec::new();
+        for m in &events {
+            writes.extend(g.on_event(m));
+        }
+        self.guard_writes(writes);
     }
 
     /// One state seen on this Asterisk, from an event or a list.

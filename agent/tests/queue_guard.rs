@@ -143,3 +143,37 @@ async fn a_member_still_on_a_call_is_not_freed_at_reconnect() {
     assert!(sim.setvar_log()[writes_before..].iter().all(|(_, v)| v != "NOT_INUSE"));
     a.stop().await;
 }
+
+/// `queue reload` adds a static member without any event, and AgentConnect carries no
+/// StateInterface: the guard looks the member up (QueueStatus) before it writes, and writes the
+/// member's own state interface, never a name made of its MemberName with blanks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_by_a_reload_gets_its_own_guard_name() {
+    let b = broker();
+    let sim = Sim::start(call_centre()).await.unwrap();
+    let a = agent(&sim, &b);
+    connected(&a).await;
+    assert!(sim.wait_device("Custom:Alice", DeviceState::NotInuse, WAIT).await);
+    sim.with_world(|w| {
+        w.reload_add_member("support", "Local/200@agents", "Acc Agent 200", "Custom:accagent200")
+            .unwrap();
+        // Alice is away: the new member takes the call.
+        for q in &mut w.queues {
+            q.members.retain(|m| m.interface != "SIP/100");
+        }
+    });
+    let call = sim.queue_call("support", "5554000").unwrap();
+    assert!(
+        sim.wait_device("Custom:accagent200", DeviceState::Inuse, WAIT).await,
+        "{:?}",
+        sim.setvar_log()
+    );
+    sim.complete_call(call, "agent").unwrap();
+    assert!(sim.wait_device("Custom:accagent200", DeviceState::NotInuse, WAIT).await);
+    assert!(
+        sim.setvar_log().iter().all(|(v, _)| !v.contains(' ')),
+        "{:?}",
+        sim.setvar_log()
+    );
+    a.stop().await;
+}

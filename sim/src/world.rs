@@ -673,6 +673,26 @@ impl World {
         Ok(())
     }
 
+    /// `queue reload all` after a static member was added to queues.conf: app_queue adds it
+    /// without any event (no QueueMemberAdded; seen on a real Asterisk 22). Only QueueStatus
+    /// shows it.
+    pub fn reload_add_member(
+        &mut self,
+        queue: &str,
+        interface: &str,
+        name: &str,
+        state_interface: &str,
+    ) -> Result<(), QueueError> {
+        let pending = self.pending.len();
+        self.add_member(queue, interface, name, state_interface)?;
+        self.pending.truncate(pending);
+        let qi = self.queue_index(queue)?;
+        if let Some(m) = self.queues[qi].members.last_mut() {
+            m.dynamic = false;
+        }
+        Ok(())
+    }
+
     /// `QueueRemove`: QueueMemberRemoved.
     pub fn remove_member(&mut self, queue: &str, interface: &str) -> Result<(), QueueError> {
         let qi = self.queue_index(queue)?;

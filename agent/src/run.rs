@@ -280,6 +280,10 @@ impl Agent {
                 }
             }
             self.flush_outgoing();
+            self.stats.gaps.store(self.link.gaps, Ordering::Relaxed);
+            self.stats
+                .collisions
+                .store(self.mirror.local_collisions, Ordering::Relaxed);
         }
         self.client.shutdown();
         info!(server = %self.cfg.server, "agent stopped");
@@ -344,7 +348,10 @@ impl Agent {
     fn guard_event(&mut self, m: &Message) {
         let Some(g) = self.guard.as_mut() else { return };
         let member = g.unknown_member(m).or_else(|| {
-            let key = (m.get("Queue")?.to_string(), m.get("Interface").or(m.get("Member"))?.to_string());
+            let key = (
+                m.get("Queue")?.to_string(),
+                m.get("Interface").or(m.get("Member"))?.to_string(),
+            );
             self.guard_pending.contains_key(&key).then_some(key)
         });
         let Some(member) = member else {
@@ -375,7 +382,9 @@ impl Agent {
         let Some(g) = self.guard.as_mut() else { return };
         match &lookup.answer {
             Ok(list) => g.learn_status(&list.items),
-            Err(e) => warn!(server = %self.cfg.server, queue = %lookup.member.0, interface = %lookup.member.1, error = %e, "queue guard: QueueStatus of a new member failed; its guard name comes from the template"),
+            Err(e) => {
+                warn!(server = %self.cfg.server, queue = %lookup.member.0, interface = %lookup.member.1, error = %e, "queue guard: QueueStatus of a new member failed; its guard name comes from the template")
+            }
         }
         if g.unknown_member(events.first().unwrap_or(&Message::new())).is_some() {
             let name = events.first().and_then(|m| m.get("MemberName")).unwrap_or("");
@@ -700,10 +709,6 @@ impl Agent {
                 }
             }
         }
-        self.stats.gaps.store(self.link.gaps, Ordering::Relaxed);
-        self.stats
-            .collisions
-            .store(self.mirror.local_collisions, Ordering::Relaxed);
     }
 
     /// Names read before the mirror namespace was known may be mirrors: drop those.
@@ -723,8 +728,11 @@ impl Agent {
     }
 
     /// Writes every target whose value on Asterisk differs from what it should be, in order.
+    ///
+    /// Not before this connection's lists are read (every target is written then): until they
+    /// are, a name may be one of the server's own states, and what Asterisk shows is unknown.
     fn write_targets(&mut self, targets: Vec<String>) {
-        if !self.client.is_connected() {
+        if !self.client.is_connected() || !self.local_ready || self.resyncing {
             return;
         }
         // A new name is remembered before its first write (one connection keeps their order).

@@ -44,14 +44,18 @@ async fn peer(b: &Broker) -> Dealer {
         }
         .encode(),
     );
-    assert!(matches!(Msg::decode(&d.recv().await), Ok(Msg::Welcome { .. })));
+    let welcome = tokio::time::timeout(WAIT, d.recv()).await.expect("no welcome");
+    assert!(matches!(Msg::decode(&welcome), Ok(Msg::Welcome { .. })));
     d
 }
 
 /// The next error the broker sends the peer (skipping updates and heartbeats).
 async fn next_error(d: &Dealer) -> (ErrorCode, String) {
     loop {
-        match Msg::decode(&d.recv().await) {
+        let frame = tokio::time::timeout(WAIT, d.recv())
+            .await
+            .expect("no error from the broker");
+        match Msg::decode(&frame) {
             Ok(Msg::Error { code, message }) => return (code, message),
             Ok(_) => {}
             Err(e) => panic!("{e}"),

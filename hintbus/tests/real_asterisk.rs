@@ -34,7 +34,8 @@ fn dialplan(extra: &str) -> String {
     format!(
         "[default]\nexten => 100,hint,Custom:SIP/100\n{extra}\n\
          [agents]\nexten => 100,1,Answer()\n same => n,Wait(2)\n same => n,Hangup()\n\
-         [callq]\nexten => s,1,Answer()\n same => n,Queue(support,,,,30)\n same => n,Hangup()\n"
+         [callq]\nexten => s,1,Answer()\n same => n,Queue(support,,,,30)\n same => n,Hangup()\n\
+         [callsales]\nexten => s,1,Answer()\n same => n,Queue(sales,,,,30)\n same => n,Hangup()\n"
     )
 }
 
@@ -415,6 +416,55 @@ async fn queue_guard_on_a_real_call() {
     );
     // The guard's state is a's own: it is shared too.
     assert!(sb.wait_devices(|d| has(d, "Custom:Custom:agent100", "NOT_INUSE")).await);
+
+    // A queue and a static member added by `queue reload all`: app_queue says nothing of the
+    // member, and AgentConnect does not carry its state interface. Its name has blanks, so
+    // the template would give an unusable name: the guard must look the member up.
+    fed.ast("a").write_etc(
+        "queues.conf",
+        "[support]\nstrategy = ringall\nringinuse = no\n\
+         member => Local/100@agents,0,agent100,hint:agent100@default\n\
+         [sales]\nstrategy = ringall\nringinuse = no\n\
+         member => Local/100@agents,0,Acc Agent 100,Custom:accagent100\n",
+    );
+    fed.ast("a").cli("queue reload all");
+    let from = sa.mark();
+    let r = sa
+        .client
+        .action(
+            ami::Message::action("Originate")
+                .with("Channel", "Local/s@callsales")
+                .with("Application", "Wait")
+                .with("Data", "20")
+                .with("Async", "true"),
+        )
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    let connect = sa
+        .wait_event(from, |m| is_event(m, "AgentConnect", "Queue", "sales"))
+        .await
+        .expect("AgentConnect in sales");
+    let inuse = sa
+        .wait_event(from, |m| {
+            is_event(m, "DeviceStateChange", "Device", "Custom:accagent100") && m.get("State") == Some("INUSE")
+        })
+        .await
+        .unwrap_or_else(|| panic!("guard never set the reloaded member INUSE\n{}", fed.logs()));
+    let complete = sa
+        .wait_event(from, |m| is_event(m, "AgentComplete", "Queue", "sales"))
+        .await
+        .expect("AgentComplete in sales");
+    assert!(
+        connect < inuse && inuse < complete,
+        "INUSE at {inuse}, call {connect}..{complete}"
+    );
+    let spaced: Vec<String> = sa
+        .devices()
+        .await
+        .into_keys()
+        .filter(|d| d.starts_with("Custom:") && d.contains(' '))
+        .collect();
+    assert!(spaced.is_empty(), "guard names with blanks: {spaced:?}");
 }
 
 /// Scenario 6: a device Asterisk reports as UNKNOWN and a presence message longer than 255

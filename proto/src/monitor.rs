@@ -2,17 +2,14 @@
 //!
 //! libzmq reconnects silently, forever: with a wrong `broker_public_key`, or a broker port where
 //! nothing listens, an agent logged nothing after "resynchronising". libzmq's socket monitor
-//! reports each connection event on an inproc PAIR socket; a task reads them (through the PAIR's
-//! `ZMQ_FD`, as [`Dealer`](crate::transport::Dealer) does) and keeps a small state ([`Watch`]):
+//! reports each connection event on an inproc PAIR socket; a thread reads them and keeps a small
+//! state ([`Watch`]):
 //! one warning when the link starts failing, naming the endpoint and the likely cause; another
 //! only when the cause changes, or every [`REMINDER`] while it lasts; one info line when the
 //! link is up again. A retry every 100 ms does not flood the log.
 
-use crate::transport::ZmqFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tracing::{info, warn};
 use zmq::SocketEvent as E;
 
@@ -151,45 +148,36 @@ fn events() -> i32 {
 }
 
 /// Starts monitoring `socket`, which will connect to `endpoint`, logging as `label` (the
-/// server id). Call it before `connect`, so that the first attempt is seen too, within a tokio
-/// runtime. The monitor ends when the socket is closed.
+/// server id). Call it before `connect`, so that the first attempt is seen too. The monitor
+/// ends when the socket is closed.
+///
+/// The reader is a thread of its own, not a task: libzmq sends monitor events from its I/O
+/// thread with a blocking send, so a reader that goes away before the socket's last event
+/// (MONITOR_STOPPED) would stall that I/O thread, and with it every socket of the process. A
+/// task would go away with its runtime (as every test's runtime does); a thread reads to the
+/// end.
 pub fn watch(socket: &zmq::Socket, label: &str, endpoint: &str) -> zmq::Result<()> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let inproc = format!("inproc://hintbus-monitor-{}", NEXT.fetch_add(1, Ordering::Relaxed));
     socket.monitor(&inproc, events())?;
     let pair = crate::transport::context().socket(zmq::PAIR)?;
     pair.connect(&inproc)?;
-    // SAFETY: the descriptor belongs to `pair`, which the task below keeps open for as long as
-    // the `AsyncFd`, and drops after it.
-    let fd = unsafe { AsyncFd::register_with_interest(ZmqFd(pair.get_fd()?), Interest::READABLE) }
-        .map_err(|_| zmq::Error::EINVAL)?;
     let (label, endpoint) = (label.to_string(), endpoint.to_string());
-    tokio::spawn(async move {
-        let mut watch = Watch::default();
-        'run: loop {
-            loop {
-                match pair.recv_multipart(zmq::DONTWAIT) {
-                    Ok(parts) => {
-                        let Some((event, value)) = parts.first().and_then(|f| parse(f)) else {
-                            continue;
-                        };
-                        if event == E::MONITOR_STOPPED.to_raw() {
-                            break 'run;
-                        }
-                        say(&label, &endpoint, watch.on_event(event, value, Instant::now()));
-                    }
-                    Err(zmq::Error::EAGAIN) => break,
-                    Err(_) => break 'run,
+    std::thread::Builder::new()
+        .name("hintbus-monitor".into())
+        .spawn(move || {
+            let mut watch = Watch::default();
+            while let Ok(parts) = pair.recv_multipart(0) {
+                let Some((event, value)) = parts.first().and_then(|f| parse(f)) else {
+                    continue;
+                };
+                if event == E::MONITOR_STOPPED.to_raw() {
+                    break;
                 }
+                say(&label, &endpoint, watch.on_event(event, value, Instant::now()));
             }
-            match fd.readable().await {
-                Ok(mut ready) => ready.clear_ready(),
-                Err(_) => break,
-            }
-        }
-        drop(fd);
-        drop(pair);
-    });
+        })
+        .map_err(|_| zmq::Error::EMFILE)?;
     Ok(())
 }
 

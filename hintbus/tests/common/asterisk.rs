@@ -159,6 +159,11 @@ impl Asterisk {
         c
     }
 
+    /// Replaces one file of the instance's etc directory (then reload what reads it).
+    pub fn write_etc(&self, name: &str, text: &str) {
+        std::fs::write(self.root.join("etc").join(name), text).unwrap();
+    }
+
     /// `asterisk -rx CMD`: the CLI output.
     pub fn cli(&self, cmd: &str) -> String {
         let mut c = Command::new(self.prefix.join("sbin/asterisk"));

@@ -13,6 +13,8 @@ pub enum Class {
     Mirror,
     /// What Asterisk's restore made of a mirror name (`Custom:SIP/100` -> `Custom:100`).
     Artifact,
+    /// A mirror of a mirror of a mirror left behind (see [`Mirror::is_stale`]).
+    Stale,
     /// Configured not to be shared.
     Ignored,
     /// A name that cannot travel (too long, control characters).
@@ -24,6 +26,8 @@ pub fn classify(name: &str, mirror: &Mirror, ignore: &[String]) -> Class {
         Class::Mirror
     } else if mirror.is_artifact(name) {
         Class::Artifact
+    } else if mirror.is_stale(name) {
+        Class::Stale
     } else if ignore.iter().any(|p| name.starts_with(p.as_str())) {
         Class::Ignored
     } else if !proto::entry::valid_name(name) {

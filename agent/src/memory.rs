@@ -20,13 +20,41 @@ pub const FAMILY: &str = "hintbus/mirror";
 
 /// The mirror names this Asterisk's astdb holds.
 pub async fn read(client: &Client) -> Result<Vec<String>, ActionError> {
-    let list = client.list(Message::action("DBGetTree").with("Family", FAMILY)).await?;
-    let prefix = format!("/{FAMILY}/");
+    keys(client, FAMILY).await
+}
+
+/// The astdb family where func_devstate keeps Custom device states.
+pub const CUSTOM_DEVSTATE: &str = "CustomDevstate";
+
+/// The full names (`Custom:<key>`) of every Custom device state in astdb, as written: a
+/// restart restores a name with `/` under another one.
+pub async fn custom_states(client: &Client) -> Result<Vec<String>, ActionError> {
+    Ok(keys(client, CUSTOM_DEVSTATE)
+        .await?
+        .into_iter()
+        .map(|k| format!("Custom:{k}"))
+        .collect())
+}
+
+/// The keys of one astdb family, without the family.
+async fn keys(client: &Client, family: &str) -> Result<Vec<String>, ActionError> {
+    let list = client.list(Message::action("DBGetTree").with("Family", family)).await?;
+    let prefix = format!("/{family}/");
     Ok(list
         .items
         .iter()
         .filter_map(|m| m.get("Key")?.strip_prefix(&prefix).map(str::to_string))
         .collect())
+}
+
+/// The action that deletes a Custom state's astdb entry.
+pub fn forget_custom(name: &str) -> Option<Message> {
+    let key = name.strip_prefix("Custom:")?;
+    Some(
+        Message::action("DBDel")
+            .with("Family", CUSTOM_DEVSTATE)
+            .with("Key", key),
+    )
 }
 
 /// The action that remembers `target`, written for `origin`.

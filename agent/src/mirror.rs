@@ -40,7 +40,8 @@ pub struct Mirror {
     /// This server's own (genuine) states' names, as last read: a remote state never lands on
     /// one of them.
     local: HashSet<String>,
-    /// Remote keys refused because their target is one of this server's own names.
+    /// Remote keys refused because their target is one of this server's own names, or not a
+    /// name Asterisk can take.
     refused: HashSet<Key>,
     /// astdb told us which names are ours. Without that, a name of ours that Asterisk
     /// restored cannot be told from one of its own, so no name is refused as the server's.
@@ -79,6 +80,21 @@ impl Mirror {
     /// an earlier one, of this agent or of the one before it).
     pub fn is_target(&self, name: &str) -> bool {
         self.targets.contains_key(name) || self.known.contains(name)
+    }
+
+    /// Whether `name` is a mirror of a mirror of a mirror (`Custom:Custom:Custom:SIP/100` under
+    /// `Custom:{device}`) that is not one of our targets: what an agent that published its
+    /// mirrors as its own states left behind (older versions did, when broker and agents
+    /// started together). Never a state of this server.
+    pub fn is_stale(&self, name: &str) -> bool {
+        !self.is_target(name) && self.device_template.depth(name) >= 3
+    }
+
+    /// What Asterisk's restore makes of a stale name is not a state of this server either.
+    pub fn stale_restored_as(&mut self, name: &str) {
+        if let Some((_, last)) = name.rsplit_once('/') {
+            self.artifacts.insert(format!("Custom:{last}"));
+        }
     }
 
     /// Whether `name` is what Asterisk's restore made of one of our targets.
@@ -188,8 +204,11 @@ impl Mirror {
                         t
                     }
                     Err(e) => {
-                        self.name_errors += 1;
-                        warn!(origin = %key.origin, name = %key.name, error = %e, "remote state not mirrored");
+                        // Said once per remote name: its every change would say it again.
+                        if self.refused.insert(key.clone()) {
+                            self.name_errors += 1;
+                            warn!(origin = %key.origin, name = %key.name, error = %e, "remote state not mirrored");
+                        }
                         return None;
                     }
                 }

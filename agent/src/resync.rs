@@ -22,6 +22,9 @@ pub enum Read {
 #[derive(Debug)]
 pub struct Lists {
     pub memory: Result<Vec<String>, ActionError>,
+    /// func_devstate's astdb family (`CustomDevstate`): every Custom state's full name, which a
+    /// restart may have cut (`Custom:SIP/100` comes back as `Custom:100`).
+    pub custom_astdb: Result<Vec<String>, ActionError>,
     pub devices: Result<ListResult, ActionError>,
     pub presence: Result<ListResult, ActionError>,
     pub queues: Option<Result<ListResult, ActionError>>,
@@ -41,6 +44,7 @@ pub async fn read(client: Client, legacy_hints: Option<Vec<(String, String)>>, q
     }
     // Our own names first: what Asterisk restored of them must not be read as its own.
     let memory = crate::memory::read(&client).await;
+    let custom_astdb = crate::memory::custom_states(&client).await;
     let devices = client.list(Message::action("DeviceStateList")).await;
     let presence = client.list(Message::action("PresenceStateList")).await;
     let queues = if queues {
@@ -50,6 +54,7 @@ pub async fn read(client: Client, legacy_hints: Option<Vec<(String, String)>>, q
     };
     Read::Lists(Box::new(Lists {
         memory,
+        custom_astdb,
         devices,
         presence,
         queues,

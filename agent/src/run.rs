@@ -55,6 +55,11 @@ pub struct AgentStats {
     pub write_loops: AtomicU64,
     /// Remote states refused because they would land on one of this server's own names.
     pub collisions: AtomicU64,
+    /// Mirrors of mirrors left by older runs, deleted from astdb and never published.
+    pub stale_cleaned: AtomicU64,
+    /// Remote states whose name through the template is not one Asterisk can take (too long,
+    /// a character it cannot hold): not mirrored, warned and counted.
+    pub name_errors: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -284,6 +289,7 @@ impl Agent {
             self.stats
                 .collisions
                 .store(self.mirror.local_collisions, Ordering::Relaxed);
+            self.stats.name_errors.store(self.mirror.name_errors, Ordering::Relaxed);
         }
         self.client.shutdown();
         info!(server = %self.cfg.server, "agent stopped");
@@ -431,6 +437,7 @@ impl Agent {
                 }
             }
             Class::Artifact => add(&self.stats.artifacts, 1),
+            Class::Stale => {}
             Class::Ignored | Class::Invalid => {}
             Class::Local => {
                 self.mirror.local_seen(&name);
@@ -496,6 +503,7 @@ impl Agent {
     fn lists_read(&mut self, read: crate::resync::Lists) {
         let crate::resync::Lists {
             memory,
+            custom_astdb,
             devices,
             presence,
             queues,
@@ -522,6 +530,14 @@ impl Agent {
             }
         };
         self.resync_backoff.reset();
+        // Mirrors of mirrors an older run left in astdb: deleted (and their restored names
+        // not taken for this server's). Without DBGetTree, the lists alone still keep them
+        // from being published.
+        for name in custom_astdb.unwrap_or_default() {
+            if self.mirror.is_stale(&name) {
+                self.forget_stale(&name);
+            }
+        }
         self.device_list_at = devices.events_before;
         self.presence_list_at = presence.events_before;
         self.local = Local::default();
@@ -718,6 +734,22 @@ impl Agent {
         self.local
             .states
             .retain(|(_, name), _| classify(name, mirror, ignore) == Class::Local);
+    }
+
+    /// Deletes a stale mirror of mirrors from func_devstate's astdb family. It stays in
+    /// Asterisk's cache until the next restart (a device state cannot be removed), but is never
+    /// published and does not come back.
+    fn forget_stale(&mut self, name: &str) {
+        let Some(action) = crate::memory::forget_custom(name) else {
+            return;
+        };
+        add(&self.stats.stale_cleaned, 1);
+        self.mirror.stale_restored_as(name);
+        info!(server = %self.cfg.server, device = %name, "a mirror of mirrors left by an older run: not published, and deleted from astdb");
+        self.next_token += 1;
+        if let Err(e) = self.client.send_to(action, self.next_token, &self.answers) {
+            debug!(server = %self.cfg.server, device = %name, error = %e, "stale mirror not deleted from astdb");
+        }
     }
 
     /// astdb cannot keep our mirror names: said once, at warn.

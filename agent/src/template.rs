@@ -113,6 +113,92 @@ impl Template {
     }
 }
 
+impl Template {
+    /// The remote name `name` could be the mirror of under this template (`Custom:SIP/100` ->
+    /// `SIP/100` for `Custom:{device}`), when it has the template's shape. A template without
+    /// `{device}` gives the resource (the technology is not in the name). Literal parts match
+    /// exactly; each field takes the shortest text that lets the rest match.
+    pub fn strip(&self, name: &str) -> Option<String> {
+        let parts = self.parts();
+        let mut captured: Option<String> = None;
+        if match_parts(&parts, name, &mut captured) {
+            captured
+        } else {
+            None
+        }
+    }
+
+    /// How many times `name` is this template applied to a name of its shape: 0 for a name of
+    /// another shape, 1 for a mirror, 2 for a mirror of a mirror ... A template that maps a
+    /// name of its own shape to itself (`CustomPresence:{resource}`) has no nesting: 0 or 1.
+    pub fn depth(&self, name: &str) -> usize {
+        let mut depth = 0;
+        let mut current = name.to_string();
+        while let Some(inner) = self.strip(&current) {
+            depth += 1;
+            if inner.len() >= current.len() || depth >= 8 {
+                break;
+            }
+            current = inner;
+        }
+        depth
+    }
+
+    /// Whether two servers' names can land on one of this server's own names unchanged: the
+    /// template maps a name of its own shape to itself (`CustomPresence:{resource}` takes
+    /// `CustomPresence:100` of a to `CustomPresence:100` here, where this server may have its
+    /// own `CustomPresence:100`).
+    pub fn can_collide(&self) -> bool {
+        let sample = format!("{}x1", self.prefix);
+        self.render("o", &sample).is_ok_and(|t| t == sample)
+    }
+
+    fn parts(&self) -> Vec<Part<'_>> {
+        let mut out = Vec::new();
+        let mut rest = self.text.as_str();
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                out.push(Part::Literal(&rest[..open]));
+            }
+            let close = rest[open..].find('}').map_or(rest.len(), |c| c + open);
+            out.push(Part::Field(&rest[open + 1..close]));
+            rest = rest.get(close + 1..).unwrap_or("");
+        }
+        if !rest.is_empty() {
+            out.push(Part::Literal(rest));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Part<'a> {
+    Literal(&'a str),
+    Field(&'a str),
+}
+
+/// Matches `name` against template parts; `captured` gets `{device}` (or `{resource}`).
+fn match_parts(parts: &[Part<'_>], name: &str, captured: &mut Option<String>) -> bool {
+    match parts.split_first() {
+        None => name.is_empty(),
+        Some((Part::Literal(l), rest)) => name.strip_prefix(l).is_some_and(|n| match_parts(rest, n, captured)),
+        Some((Part::Field(f), rest)) => {
+            // Shortest non-empty capture first.
+            for end in (1..=name.len()).filter(|e| name.is_char_boundary(*e)) {
+                let mut inner = captured.clone();
+                if *f == "device" || (*f == "resource" && inner.is_none()) {
+                    inner = Some(name[..end].to_string());
+                }
+                if match_parts(rest, &name[end..], &mut inner) {
+                    *captured = inner;
+                    return true;
+                }
+            }
+            false
+        }
+    }
+}
+
 impl fmt::Display for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -155,6 +241,24 @@ mod tests {
         );
         assert_eq!(Template::device("Custom:{origin}"), Err(TemplateError::NoName));
         assert_eq!(Template::device("Custom:x,{device}"), Err(TemplateError::BadChar));
+        let d = Template::device("Custom:{device}").unwrap();
+        assert_eq!(d.strip("Custom:SIP/100").as_deref(), Some("SIP/100"));
+        assert_eq!(d.depth("SIP/100"), 0);
+        assert_eq!(d.depth("Custom:DND100"), 1);
+        assert_eq!(d.depth("Custom:Custom:Custom:SIP/100"), 3);
+        let o = Template::device("Custom:{resource}*{origin}").unwrap();
+        assert_eq!(o.strip("Custom:100*b").as_deref(), Some("100"));
+        assert_eq!(
+            o.depth("Custom:Custom:100*a*b"),
+            1,
+            "the inner name is not of its shape"
+        );
+        let p = Template::presence("CustomPresence:{resource}").unwrap();
+        assert_eq!(p.depth("CustomPresence:100"), 1, "no nesting");
+        assert!(p.can_collide());
+        assert!(!d.can_collide());
+        assert!(!Template::device("Custom:{device}@{origin}").unwrap().can_collide());
+        assert!(Template::device("Custom:{resource}").unwrap().can_collide());
         let long = "x".repeat(75);
         assert!(Template::device("Custom:{device}")
             .unwrap()

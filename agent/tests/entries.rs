@@ -258,3 +258,48 @@ async fn a_remote_name_never_lands_on_the_servers_own_state() {
     assert!(tokio::time::timeout(WAIT, published).await.is_ok(), "{:?}", b.table());
     assert!(agent.stats.collisions.load(Ordering::Relaxed) >= 1);
 }
+
+/// What an older run left in astdb (mirrors of mirrors of mirrors, restored by Asterisk at
+/// start-up: one as it was, one with a `/` under a shorter name) is never published, and is
+/// deleted from astdb so that no restart brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_of_mirrors_left_in_astdb_are_cleaned_and_never_published() {
+    let b = broker();
+    let sb = Sim::start(SimConfig::pbx("b", &["200"])).await.unwrap();
+    sb.with_world(|w| {
+        w.astdb_devstate.insert("Custom:Custom:agent100".into(), "INUSE".into());
+        w.astdb_devstate.insert("Custom:Custom:SIP/100".into(), "BUSY".into());
+    });
+    sb.restart(Duration::from_millis(10)).await;
+    assert!(sb.with_world(
+        |w| w.devices.contains_key("Custom:Custom:Custom:agent100") && w.devices.contains_key("Custom:100")
+    ));
+    let agent = agent_for(&sb, "b", b.endpoint());
+    assert!(
+        sb.wait_until(WAIT, |w| w.astdb_devstate.is_empty()).await,
+        "not deleted from astdb: {:?}",
+        sb.with_world(|w| w.astdb_devstate.clone())
+    );
+    // b's own change is published after its sync: the stale name was not in it.
+    sb.set_device("SIP/200", DeviceState::Ringing);
+    let published = async {
+        loop {
+            if b.table()
+                .iter()
+                .any(|e| e.name == "SIP/200" && e.state.as_deref() == Some("RINGING"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    assert!(tokio::time::timeout(WAIT, published).await.is_ok());
+    assert!(
+        b.table()
+            .iter()
+            .all(|e| !e.name.contains("Custom:Custom:") && e.name != "Custom:100"),
+        "{:?}",
+        b.table()
+    );
+    assert_eq!(agent.stats.stale_cleaned.load(Ordering::Relaxed), 2);
+}

@@ -171,3 +171,39 @@ fn hints_prints_the_shared_hints_and_the_guard_lines() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--template"));
 }
+
+/// `--check` says when a template can land another server's state on one of this server's own
+/// names (it takes a name of its own shape to itself), and is quiet when it cannot.
+#[test]
+fn check_warns_about_templates_that_can_collide() {
+    let dir = std::env::temp_dir().join(format!("hintbus-test-cli-templates-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, extra: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("[agent]\nserver = a\n{extra}\n[ami]\nsecret = x\n")).unwrap();
+        p
+    };
+    let check = |p: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hintbus"))
+            .args(["agent", "--check", "-c", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let colliding = check(&write(
+        "a.ini",
+        "device_template = Custom:{resource}\npresence_template = CustomPresence:{resource}",
+    ));
+    let apart = check(&write(
+        "b.ini",
+        "device_template = Custom:{device}@{origin}\npresence_template = CustomPresence:{resource}@{origin}",
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        colliding.contains("warning: [agent] device_template = Custom:{resource}"),
+        "{colliding}"
+    );
+    assert!(colliding.contains("warning: [agent] presence_template"), "{colliding}");
+    assert!(!apart.contains("warning"), "{apart}");
+}

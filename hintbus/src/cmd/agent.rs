@@ -29,6 +29,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             cfg.device_template,
             cfg.presence_template
         );
+        for w in super::template_warnings("agent", &cfg) {
+            println!("{w}");
+        }
         return Ok(());
     }
     let handle = agent::spawn(cfg).map_err(anyhow::Error::msg)?;

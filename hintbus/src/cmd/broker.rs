@@ -29,6 +29,11 @@ pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
             cfg.feed.as_deref().unwrap_or("off"),
             servers.len()
         );
+        for a in &servers {
+            for w in super::template_warnings(&format!("server-{}", a.server), a) {
+                println!("{w}");
+            }
+        }
         return Ok(());
     }
     // With CURVE, agentless agents authenticate like any agent: a key pair each, made now and

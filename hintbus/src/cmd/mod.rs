@@ -44,3 +44,22 @@ pub async fn shutdown_signal() {
         .cancelled()
         .await;
 }
+
+/// `--check` warnings about one agent's templates: a template that takes a name of its own
+/// shape to itself lands another server's `Custom:DND100` (or `CustomPresence:100`) on this
+/// server's own name of that name. The agent refuses such a landing at run time (warned and
+/// counted, see docs/ami.md); here the administrator learns it can happen.
+pub fn template_warnings(section: &str, cfg: &::agent::AgentConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, t) in [
+        ("device_template", &cfg.device_template),
+        ("presence_template", &cfg.presence_template),
+    ] {
+        if t.can_collide() {
+            out.push(format!(
+                "warning: [{section}] {key} = {t}: another server's state of the same name lands on this server's own one (refused when it happens); add {{origin}} or a prefix of its own to keep them apart"
+            ));
+        }
+    }
+    out
+}

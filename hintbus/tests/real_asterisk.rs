@@ -173,7 +173,19 @@ async fn states_cross_without_echo() {
         fed.ast("b").session().await,
         fed.ast("c").session().await,
     );
+    // The agents are up once a first change has crossed; then one change is timed.
+    sentinel(&fed, &sa, "a", &[&sb, &sc], 0).await;
+    let (from_b, from_c) = (sb.mark(), sc.mark());
+    let t = Instant::now();
     sa.set_device("Custom:SIP/100", "INUSE").await;
+    let mirrored = |m: &ami::Message| is_event(m, "DeviceStateChange", "Device", "Custom:Custom:SIP/100");
+    assert!(sb.wait_event(from_b, mirrored).await.is_some(), "{}", fed.logs());
+    let to_b = t.elapsed();
+    assert!(sc.wait_event(from_c, mirrored).await.is_some(), "{}", fed.logs());
+    println!(
+        "latency on real Asterisk, Setvar answered on a to the mirror's event on b: {to_b:?} (c: {:?})",
+        t.elapsed()
+    );
     sa.set_device("Custom:DND100", "BUSY").await;
     for s in [&sb, &sc] {
         assert!(
@@ -212,6 +224,12 @@ async fn states_cross_without_echo() {
         on_a,
         ["Custom:SIP/100", "Custom:DND100"],
         "a's own states came back to it"
+    );
+    assert!(
+        sa.events_since(0)
+            .iter()
+            .all(|m| !m.get("Device").is_some_and(|d| d.starts_with("Custom:Custom:SENTa"))),
+        "a's sentinel came back to it"
     );
     // b wrote each mirror once: no write loop.
     let writes = |s: &Session, dev: &str| {

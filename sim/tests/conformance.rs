@@ -188,6 +188,15 @@ async fn f11_astdb_actions() {
     assert_eq!(replay(&sim, "11_astdb_memory.txt", &[]).await, 10);
 }
 
+/// What Setvar answers for each odd value: lower case accepted, empty, unknown names, UNKNOWN
+/// and non-Custom devices refused with "Variable not set", INVALID accepted, options without
+/// `e` refused, and an identical presence write announced again.
+#[tokio::test]
+async fn f12_setvar_odd_values() {
+    let sim = Sim::start(SimConfig::fixture_server()).await.unwrap();
+    assert_eq!(replay(&sim, "12_setvar_odd_values.txt", &[]).await, 17);
+}
+
 /// A scripted queue call emits the Agent* and QueueCaller* events of fixture 07 with the same
 /// fields in the same order.
 #[tokio::test]

@@ -182,10 +182,10 @@ async fn states_cross_without_echo() {
     assert!(sb.wait_event(from_b, mirrored).await.is_some(), "{}", fed.logs());
     let to_b = t.elapsed();
     assert!(sc.wait_event(from_c, mirrored).await.is_some(), "{}", fed.logs());
-    println!(
-        "latency on real Asterisk, Setvar answered on a to the mirror's event on b: {to_b:?} (c: {:?})",
+    report(&format!(
+        "real_asterisk: latency, Setvar answered on a to the mirror's event on b: {to_b:?} (c: {:?})",
         t.elapsed()
-    );
+    ));
     sa.set_device("Custom:DND100", "BUSY").await;
     for s in [&sb, &sc] {
         assert!(
@@ -325,7 +325,9 @@ async fn asterisk_restart_gets_its_mirrors_back() {
     let devices_at = booted.elapsed();
     assert!(ok, "b after restart: {:?}\n{}", sb.devices().await, fed.logs());
     assert!(sb.wait_presences(|p| has(p, "CustomPresence:100", "away,,lunch")).await);
-    println!("asterisk restart: b's mirrors right {devices_at:?} after FullyBooted");
+    report(&format!(
+        "real_asterisk: b's mirrors right {devices_at:?} after its restart was fully booted"
+    ));
     // Asterisk restored Custom:Custom:SIP/100 as Custom:100: that is not b's own state.
     sentinel(&fed, &sb, "b", &[&sa], 1).await;
     let d = sa.devices().await;
@@ -361,7 +363,10 @@ async fn lost_agent_goes_unavailable_and_comes_back() {
         "{}",
         fed.logs()
     );
-    println!("agent killed: UNAVAILABLE on b after {:?}", lost_at.elapsed());
+    report(&format!(
+        "real_asterisk: a's agent killed: UNAVAILABLE on b after {:?}",
+        lost_at.elapsed()
+    ));
     sa.set_device("Custom:SIP/101", "BUSY").await;
     fed.start_agent("a");
     assert!(sb.wait_devices(|d| both(d, "INUSE", "BUSY")).await, "{}", fed.logs());
@@ -593,11 +598,11 @@ async fn random_changes_with_restarts_converge() {
         .into_iter()
         .chain(divergent(&sa.devices().await, &db))
         .collect();
-    println!(
-        "convergence on real Asterisk: {} divergent keys of {}",
+    report(&format!(
+        "real_asterisk: convergence after 400 changes and restarts: {} divergent keys of {}",
         left.len(),
         da.len() + db.len()
-    );
+    ));
     assert!(ok_a && ok_b, "divergent: {left:?}\n{}", fed.logs());
     for (n, s) in [("a", &sa), ("b", &sb)] {
         let d = s.devices().await;

@@ -37,7 +37,9 @@ pub fn prefix_or_skip() -> Option<PathBuf> {
                 Ok(v) => format!("HINTBUS_ASTERISK_PREFIX={v} holds no sbin/asterisk"),
                 Err(_) => "HINTBUS_ASTERISK_PREFIX is not set".into(),
             };
-            println!("real_asterisk: skipped: {why} (build one with ./dev asterisk)");
+            super::report(&format!(
+                "real_asterisk: skipped: {why} (build one with ./dev asterisk)"
+            ));
         });
     }
     p

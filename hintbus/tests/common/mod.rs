@@ -12,6 +12,13 @@ use std::time::Duration;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// A line for every run's output (a figure, or why a suite skipped): straight to stderr, past
+/// the test harness's capture, which only takes `print!` and `eprint!`.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// A free loopback port (bound and released; the broker must keep its port across restarts).
 pub fn free_port() -> u16 {
     // Below Linux's ephemeral range (32768+), where outgoing connections could take it meanwhile.

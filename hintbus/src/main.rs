@@ -34,6 +34,9 @@ enum Command {
     Keygen(cmd::keygen::KeygenArgs),
     /// Print the shared hints file, and the queue guard's hints and queues.conf lines.
     Hints(cmd::hints::HintsArgs),
+    /// Write a hintbus configuration from zmq-ami-broker's config.ini, saying what it could
+    /// not carry over.
+    Import(cmd::import::ImportArgs),
     /// Load the federation (broker and agent processes, simulated servers) and print figures.
     Bench(cmd::bench::BenchArgs),
     /// A broker, three simulated Asterisk servers and their agents in one process, with lamps.
@@ -87,6 +90,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Demo(args) => cmd::demo::run(args).await,
         Command::Bench(args) => cmd::bench::run(args).await,
         Command::Hints(args) => cmd::hints::run(args),
+        Command::Import(args) => cmd::import::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Sim(args) => cmd::sim::run(args).await,
         Command::Watch(args) => cmd::watch::run(args).await,

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod broker;
 pub mod demo;
 pub mod hints;
+pub mod import;
 pub mod keygen;
 pub mod lamps;
 pub mod sim;

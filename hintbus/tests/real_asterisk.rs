@@ -398,45 +398,7 @@ async fn queue_guard_on_a_real_call() {
     let (sa, sb) = (fed.ast("a").session().await, fed.ast("b").session().await);
     // The agent is up and has reconciled the queue once its first sync crossed.
     sentinel(&fed, &sa, "a", &[&sb], 1).await;
-    let from = sa.mark();
-    let r = sa
-        .client
-        .action(
-            ami::Message::action("Originate")
-                .with("Channel", "Local/s@callq")
-                .with("Application", "Wait")
-                .with("Data", "20")
-                .with("Async", "true"),
-        )
-        .await;
-    assert!(r.is_ok(), "{r:?}");
-    let connect = sa
-        .wait_event(from, |m| is_event(m, "AgentConnect", "MemberName", "agent100"))
-        .await
-        .expect("AgentConnect");
-    let inuse = sa
-        .wait_event(from, |m| {
-            is_event(m, "DeviceStateChange", "Device", "Custom:agent100") && m.get("State") == Some("INUSE")
-        })
-        .await
-        .unwrap_or_else(|| panic!("guard never set INUSE\n{}", fed.logs()));
-    let complete = sa
-        .wait_event(from, |m| is_event(m, "AgentComplete", "MemberName", "agent100"))
-        .await
-        .expect("AgentComplete");
-    assert!(
-        connect < inuse && inuse < complete,
-        "INUSE at {inuse}, call {connect}..{complete}"
-    );
-    assert!(
-        sa.wait_event(complete, |m| {
-            is_event(m, "DeviceStateChange", "Device", "Custom:agent100") && m.get("State") == Some("NOT_INUSE")
-        })
-        .await
-        .is_some(),
-        "guard never released\n{}",
-        fed.logs()
-    );
+    guarded_call(&fed, &sa, "callq", "support", "Custom:agent100").await;
     // The guard's state is a's own: it is shared too.
     assert!(sb.wait_devices(|d| has(d, "Custom:Custom:agent100", "NOT_INUSE")).await);
 
@@ -451,36 +413,7 @@ async fn queue_guard_on_a_real_call() {
          member => Local/100@agents,0,Acc Agent 100,Custom:accagent100\n",
     );
     fed.ast("a").cli("queue reload all");
-    let from = sa.mark();
-    let r = sa
-        .client
-        .action(
-            ami::Message::action("Originate")
-                .with("Channel", "Local/s@callsales")
-                .with("Application", "Wait")
-                .with("Data", "20")
-                .with("Async", "true"),
-        )
-        .await;
-    assert!(r.is_ok(), "{r:?}");
-    let connect = sa
-        .wait_event(from, |m| is_event(m, "AgentConnect", "Queue", "sales"))
-        .await
-        .expect("AgentConnect in sales");
-    let inuse = sa
-        .wait_event(from, |m| {
-            is_event(m, "DeviceStateChange", "Device", "Custom:accagent100") && m.get("State") == Some("INUSE")
-        })
-        .await
-        .unwrap_or_else(|| panic!("guard never set the reloaded member INUSE\n{}", fed.logs()));
-    let complete = sa
-        .wait_event(from, |m| is_event(m, "AgentComplete", "Queue", "sales"))
-        .await
-        .expect("AgentComplete in sales");
-    assert!(
-        connect < inuse && inuse < complete,
-        "INUSE at {inuse}, call {connect}..{complete}"
-    );
+    guarded_call(&fed, &sa, "callsales", "sales", "Custom:accagent100").await;
     let spaced: Vec<String> = sa
         .devices()
         .await
@@ -488,6 +421,47 @@ async fn queue_guard_on_a_real_call() {
         .filter(|d| d.starts_with("Custom:") && d.contains(' '))
         .collect();
     assert!(spaced.is_empty(), "guard names with blanks: {spaced:?}");
+}
+
+/// A real call into `queue` (through the dialplan context `context`): the guard name `guard`
+/// reads INUSE after AgentConnect and before AgentComplete, and NOT_INUSE after the call.
+async fn guarded_call(fed: &Fed, sa: &Session, context: &str, queue: &str, guard: &str) {
+    let from = sa.mark();
+    let r = sa
+        .client
+        .action(
+            ami::Message::action("Originate")
+                .with("Channel", format!("Local/s@{context}"))
+                .with("Application", "Wait")
+                .with("Data", "20")
+                .with("Async", "true"),
+        )
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    let guard_is = |state: &'static str| {
+        move |m: &ami::Message| is_event(m, "DeviceStateChange", "Device", guard) && m.get("State") == Some(state)
+    };
+    let connect = sa
+        .wait_event(from, |m| is_event(m, "AgentConnect", "Queue", queue))
+        .await
+        .unwrap_or_else(|| panic!("no AgentConnect in {queue}"));
+    let inuse = sa
+        .wait_event(from, guard_is("INUSE"))
+        .await
+        .unwrap_or_else(|| panic!("guard never set {guard} INUSE\n{}", fed.logs()));
+    let complete = sa
+        .wait_event(from, |m| is_event(m, "AgentComplete", "Queue", queue))
+        .await
+        .unwrap_or_else(|| panic!("no AgentComplete in {queue}"));
+    assert!(
+        connect < inuse && inuse < complete,
+        "{guard} INUSE at {inuse}, call {connect}..{complete}"
+    );
+    assert!(
+        sa.wait_event(complete, guard_is("NOT_INUSE")).await.is_some(),
+        "guard never released {guard}\n{}",
+        fed.logs()
+    );
 }
 
 /// Scenario 6: a device Asterisk reports as UNKNOWN and a presence message longer than 255

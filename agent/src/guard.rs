@@ -60,6 +60,13 @@ impl GuardTemplate {
     }
 }
 
+/// The (queue, interface) a queue event is about: `Interface`, or `Member` on 1.8/11.
+pub fn member_key(m: &Message) -> Option<(String, String)> {
+    let queue = m.get("Queue").filter(|q| !q.is_empty())?;
+    let interface = m.get("Interface").or(m.get("Member")).filter(|i| !i.is_empty())?;
+    Some((queue.to_string(), interface.to_string()))
+}
+
 #[derive(Debug, Clone)]
 struct Member {
     name: String,
@@ -84,6 +91,8 @@ pub struct Guard {
     busy: BTreeMap<String, BTreeSet<(String, String)>>,
     /// What was last written (or seen) on each guard target.
     shown: HashMap<String, DeviceState>,
+    /// Members without a usable guard name, warned about once.
+    nameless: std::collections::HashSet<(String, String)>,
 }
 
 impl Guard {
@@ -93,6 +102,7 @@ impl Guard {
             members: HashMap::new(),
             busy: BTreeMap::new(),
             shown: HashMap::new(),
+            nameless: Default::default(),
         }
     }
 
@@ -139,9 +149,7 @@ impl Guard {
         if !matches!(ev, "AgentCalled" | "AgentConnect" | "AgentComplete" | "AgentDump") {
             return None;
         }
-        let queue = m.get("Queue").filter(|q| !q.is_empty())?;
-        let interface = m.get("Interface").or(m.get("Member")).filter(|i| !i.is_empty())?;
-        let key = (queue.to_string(), interface.to_string());
+        let key = member_key(m)?;
         (!self.members.contains_key(&key)).then_some(key)
     }
 
@@ -193,7 +201,10 @@ impl Guard {
             }
             "AgentConnect" | "AgentComplete" | "AgentDump" => {
                 let Some(target) = self.target(queue, interface, name) else {
-                    warn!(%queue, %interface, member = %name, "queue guard: no guard name for this member (empty MemberName?)");
+                    // Once per member: its every call would say it again.
+                    if self.nameless.insert((queue.to_string(), interface.to_string())) {
+                        warn!(queue = %ami::shown(queue), interface = %ami::shown(interface), member = %ami::shown(name), "queue guard: no usable guard name for this member (empty MemberName, or one with blanks: give it a Custom: state interface)");
+                    }
                     return Vec::new();
                 };
                 let on_call = ev == "AgentConnect";

@@ -18,9 +18,28 @@ use ami::{Client, Message};
 /// The astdb family of the mirror names.
 pub const FAMILY: &str = "hintbus/mirror";
 
+/// The key (in [`FAMILY`]) that says the memory is kept on this Asterisk. Until it is there
+/// (a first run, or one after zmq-ami-broker or an older hintbus that kept no memory), the
+/// mirrors Asterisk already holds cannot be told from its own states by memory: that run
+/// adopts the broker's view, and writes the marker.
+pub const MARKER: &str = ".kept-since-hintbus-0.1";
+
+/// The names remembered, and whether the marker says the memory can be trusted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    pub names: Vec<String>,
+    pub kept: bool,
+}
+
 /// The mirror names this Asterisk's astdb holds.
-pub async fn read(client: &Client) -> Result<Vec<String>, ActionError> {
-    keys(client, FAMILY).await
+pub async fn read(client: &Client) -> Result<Remembered, ActionError> {
+    let mut names = keys(client, FAMILY).await?;
+    let before = names.len();
+    names.retain(|n| n != MARKER);
+    Ok(Remembered {
+        kept: names.len() != before,
+        names,
+    })
 }
 
 /// The astdb family where func_devstate keeps Custom device states.

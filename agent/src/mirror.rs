@@ -92,8 +92,8 @@ impl Mirror {
 
     /// What Asterisk's restore makes of a stale name is not a state of this server either.
     pub fn stale_restored_as(&mut self, name: &str) {
-        if let Some((_, last)) = name.rsplit_once('/') {
-            self.artifacts.insert(format!("Custom:{last}"));
+        if let Some(a) = restored_name(name) {
+            self.artifacts.insert(a);
         }
     }
 
@@ -102,16 +102,26 @@ impl Mirror {
         self.artifacts.contains(name) && !self.is_target(name)
     }
 
-    /// The names Asterisk's astdb says we wrote (read at every AMI connect).
-    pub fn remember(&mut self, names: impl IntoIterator<Item = String>) {
-        self.memory = true;
+    /// The names Asterisk's astdb says we wrote (read at every AMI connect). `kept`: astdb has
+    /// kept them since an earlier run (its marker is there), so a name Asterisk holds and this
+    /// agent never wrote is the server's own. Without the marker (a first run, or the first
+    /// one after zmq-ami-broker) the mirrors already there are adopted from the broker's view.
+    pub fn remember(&mut self, names: impl IntoIterator<Item = String>, kept: bool) {
+        self.memory = kept;
         for n in names {
-            if let Some((_, last)) = n.rsplit_once('/') {
-                if n.starts_with("Custom:") {
-                    self.artifacts.insert(format!("Custom:{last}"));
-                }
+            if let Some(a) = restored_name(&n) {
+                self.artifacts.insert(a);
             }
             self.known.insert(n);
+        }
+        // Names refused before are looked at again against what is read now.
+        self.refused.clear();
+    }
+
+    /// A remembered name's DBPut failed: it is remembered at the next write instead.
+    pub fn unremember(&mut self, target: &str, origin: &str) {
+        if self.known.remove(target) {
+            self.unremembered.push((target.to_string(), origin.to_string()));
         }
     }
 
@@ -155,7 +165,7 @@ impl Mirror {
     fn refused_collision(&mut self, key: &Key, target: &str) {
         if self.refused.insert(key.clone()) {
             self.local_collisions += 1;
-            warn!(origin = %key.origin, name = %key.name, %target, "a remote state would land on one of this server's own names: not mirrored (put {{origin}} or a prefix of its own in the template)");
+            warn!(origin = %key.origin, name = %ami::shown(&key.name), target = %ami::shown(target), "a remote state would land on one of this server's own names: not mirrored (put {{origin}} or a prefix of its own in the template)");
         }
     }
 
@@ -196,10 +206,8 @@ impl Mirror {
                         if !self.known.contains(&t) {
                             self.unremembered.push((t.clone(), key.origin.clone()));
                         }
-                        if key.kind == Kind::Device {
-                            if let Some((_, last)) = t.rsplit_once('/') {
-                                self.artifacts.insert(format!("Custom:{last}"));
-                            }
+                        if let Some(a) = restored_name(&t) {
+                            self.artifacts.insert(a);
                         }
                         t
                     }
@@ -207,7 +215,7 @@ impl Mirror {
                         // Said once per remote name: its every change would say it again.
                         if self.refused.insert(key.clone()) {
                             self.name_errors += 1;
-                            warn!(origin = %key.origin, name = %key.name, error = %e, "remote state not mirrored");
+                            warn!(origin = %key.origin, name = %ami::shown(&key.name), error = %ami::shown(&e.to_string()), "remote state not mirrored");
                         }
                         return None;
                     }
@@ -242,7 +250,7 @@ impl Mirror {
             t.collision_warned = true;
             self.collisions += 1;
             let origins: Vec<&String> = t.sources.keys().collect();
-            warn!(%target, ?origins, "several servers map to one name: showing their combined state; use {{origin}} in the template to keep them apart");
+            warn!(target = %ami::shown(&target), ?origins, "several servers map to one name: showing their combined state; use {{origin}} in the template to keep them apart");
         }
         Some(target)
     }
@@ -360,6 +368,14 @@ impl Mirror {
     pub fn forget_applied(&mut self) {
         self.shown.clear();
     }
+}
+
+/// What an Asterisk restart brings a Custom device back as: func_devstate restores the astdb
+/// key cut at its last `/` (`Custom:SIP/100` -> `Custom:100`). None for a name it keeps.
+fn restored_name(name: &str) -> Option<String> {
+    let rest = name.strip_prefix("Custom:")?;
+    let (_, last) = rest.rsplit_once('/')?;
+    Some(format!("Custom:{last}"))
 }
 
 /// Echoes expected per target, at most: a write whose echo never comes (Asterisk already
@@ -484,7 +500,7 @@ mod tests {
     #[test]
     fn a_remote_name_never_lands_on_a_local_one() {
         let mut m = mirror();
-        m.remember([]);
+        m.remember([], true);
         // b has its own DND lamp; a publishes a device named DND200.
         m.local_seen("Custom:DND200");
         let hostile = Key {
@@ -497,7 +513,7 @@ mod tests {
         assert_eq!(m.local_collisions, 1);
         assert_eq!(m.set(&hostile, Some(Value::Device(Inuse))), None, "refused for good");
         assert_eq!(m.local_collisions, 1, "warned once");
-        m.remember([]);
+        m.remember([], true);
         // A target made before the local name was read, then seen on Asterisk without ever
         // having been written by us: the server's own, so the target goes.
         let t = m.set(&key("a", "SIP/7"), Some(Value::Device(Busy))).unwrap();
@@ -506,7 +522,7 @@ mod tests {
         assert!(!m.is_target(&t));
         assert_eq!(m.set(&key("a", "SIP/7"), Some(Value::Device(Inuse))), None);
         // A name we wrote before (remembered in astdb) stays ours.
-        m.remember(["Custom:SIP/8".to_string()]);
+        m.remember(["Custom:SIP/8".to_string()], true);
         m.local_seen("Custom:SIP/8");
         assert!(m.set(&key("a", "SIP/8"), Some(Value::Device(Busy))).is_some());
         assert!(!m.is_unclaimed_target("Custom:SIP/8"));

@@ -43,8 +43,6 @@ pub enum Verdict {
 #[derive(Debug, Default)]
 pub struct Overrides {
     by_target: HashMap<String, Override>,
-    /// Targets left alone so far (a counter for metrics).
-    pub given_up: u64,
 }
 
 impl Overrides {
@@ -80,21 +78,26 @@ impl Overrides {
             _ => {
                 o.given_up = true;
                 o.next_try = None;
-                self.given_up += 1;
                 Verdict::GiveUp
             }
         }
     }
 
-    /// The targets whose delayed write is due.
+    /// The targets whose delayed write is due, and those left alone that have been quiet for
+    /// [`QUIET`] (whatever fought them stopped: they are written again, and start over).
     pub fn due(&mut self, now: Instant) -> Vec<String> {
         let mut out = Vec::new();
-        for (t, o) in &mut self.by_target {
+        self.by_target.retain(|t, o| {
+            if o.given_up && now.duration_since(o.last) > QUIET {
+                out.push(t.clone());
+                return false;
+            }
             if o.next_try.is_some_and(|at| at <= now) {
                 o.next_try = None;
                 out.push(t.clone());
             }
-        }
+            true
+        });
         out
     }
 
@@ -128,7 +131,15 @@ mod tests {
         assert_eq!(o.on_override("x", t0, base), Verdict::GiveUp);
         assert_eq!(o.on_override("x", t0, base), Verdict::Ignore);
         assert!(o.is_given_up("x"));
-        assert_eq!(o.given_up, 1);
+        // Quiet since: written again, and no longer left alone.
+        assert!(o.due(t0 + QUIET / 2).is_empty());
+        assert_eq!(o.due(t0 + QUIET * 2), ["x"]);
+        assert!(!o.is_given_up("x"));
+        assert_eq!(o.on_override("x", t0, base), Verdict::WriteNow);
+        for _ in 2..=MAX_RETRIES + 1 {
+            o.on_override("x", t0, base);
+        }
+        assert!(o.is_given_up("x"));
         // Quiet for long enough, or a new value from the origin: start over.
         assert_eq!(o.on_override("x", t0 + QUIET * 2, base), Verdict::WriteNow);
         o.reset("x");

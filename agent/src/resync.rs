@@ -21,7 +21,7 @@ pub enum Read {
 /// The mirror names in astdb, the state lists, and QueueStatus when the queue guard is on.
 #[derive(Debug)]
 pub struct Lists {
-    pub memory: Result<Vec<String>, ActionError>,
+    pub memory: Result<crate::memory::Remembered, ActionError>,
     /// func_devstate's astdb family (`CustomDevstate`): every Custom state's full name, which a
     /// restart may have cut (`Custom:SIP/100` comes back as `Custom:100`).
     pub custom_astdb: Result<Vec<String>, ActionError>,

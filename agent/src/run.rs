@@ -129,7 +129,7 @@ struct Agent {
     /// The last resync failed (a list timed out or was too large): it is tried again at the
     /// first tick after this moment, later after each failure in a row.
     resync_owed: Option<std::time::Instant>,
-    resync_backoff: ami::client::backoff::Backoff,
+    resync_backoff: ami::client::Backoff,
     /// A resync is reading the lists (see [`crate::resync`]): AMI events wait until it is done.
     resyncing: bool,
     /// Another resync was asked for while one was running.
@@ -138,12 +138,19 @@ struct Agent {
     resync_tx: mpsc::UnboundedSender<crate::resync::Read>,
     /// Queue members being looked up for the guard, with the events of theirs that wait for
     /// the answer (in order; a few per member at most).
-    guard_pending: std::collections::HashMap<(String, String), Vec<Message>>,
+    guard_pending: std::collections::HashMap<(String, String), std::collections::VecDeque<Message>>,
     guard_tx: mpsc::UnboundedSender<GuardLookup>,
     /// Targets whose last write failed: tried again every heartbeat.
     retry: std::collections::BTreeSet<String>,
     /// DBPuts of new mirror names on their way, by token (see [`crate::memory`]).
-    remembering: std::collections::HashMap<u64, String>,
+    remembering: std::collections::HashMap<u64, (String, String)>,
+    /// astdb's memory carries its marker, or this run has written it (see [`crate::memory`]).
+    memory_kept: bool,
+    /// A snapshot was applied in this run: every target of now is known and remembered at the
+    /// next write, so the marker may follow.
+    snapshot_seen: bool,
+    /// The running resync's task (one that ended without a result is noticed at a tick).
+    resync_task: Option<tokio::task::JoinHandle<()>>,
     /// Said once that astdb cannot hold our mirror names.
     memory_warned: bool,
     /// Mirrors something else keeps changing back.
@@ -197,7 +204,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         legacy: false,
         sync_owed: false,
         resync_owed: None,
-        resync_backoff: ami::client::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+        resync_backoff: ami::client::Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
         resyncing: false,
         resync_again: false,
         resync_tx,
@@ -207,6 +214,9 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         next_token: 0,
         retry: Default::default(),
         remembering: Default::default(),
+        memory_kept: false,
+        snapshot_seen: false,
+        resync_task: None,
         memory_warned: false,
         overrides: Default::default(),
         stats: stats.clone(),
@@ -262,6 +272,13 @@ impl Agent {
                         self.send_sync();
                     }
                     self.expire_writes();
+                    if self.resync_task.as_ref().is_some_and(|t| t.is_finished()) && self.resyncing {
+                        // Its result would have come first: it ended without one.
+                        warn!(server = %self.cfg.server, "the state lists were not read; trying again");
+                        self.resyncing = false;
+                        self.resync_task = None;
+                        self.resync_owed = Some(std::time::Instant::now());
+                    }
                     let due = self.overrides.due(std::time::Instant::now());
                     self.write_targets(due);
                     if !self.retry.is_empty() && self.client.is_connected() {
@@ -353,24 +370,23 @@ impl Agent {
     /// order, for the answer.
     fn guard_event(&mut self, m: &Message) {
         let Some(g) = self.guard.as_mut() else { return };
-        let member = g.unknown_member(m).or_else(|| {
-            let key = (
-                m.get("Queue")?.to_string(),
-                m.get("Interface").or(m.get("Member"))?.to_string(),
-            );
-            self.guard_pending.contains_key(&key).then_some(key)
-        });
+        let member = g
+            .unknown_member(m)
+            .or_else(|| crate::guard::member_key(m).filter(|k| self.guard_pending.contains_key(k)));
         let Some(member) = member else {
             let writes = g.on_event(m);
             return self.guard_writes(writes);
         };
         let first = !self.guard_pending.contains_key(&member);
         let waiting = self.guard_pending.entry(member.clone()).or_default();
-        if waiting.len() < GUARD_PENDING_MAX {
-            waiting.push(m.clone());
+        // Bounded: the oldest go first, the last (the call's end) is what decides.
+        if waiting.len() == GUARD_PENDING_MAX {
+            waiting.pop_front();
+            warn!(server = %self.cfg.server, queue = %ami::shown(&member.0), interface = %ami::shown(&member.1), "queue guard: many events of a member still being looked up; the oldest are dropped");
         }
+        waiting.push_back(m.clone());
         if first {
-            debug!(server = %self.cfg.server, queue = %member.0, interface = %member.1, "queue guard: looking up a member it has not seen");
+            debug!(server = %self.cfg.server, queue = %ami::shown(&member.0), interface = %ami::shown(&member.1), "queue guard: looking up a member it has not seen");
             let client = self.client.clone();
             let tx = self.guard_tx.clone();
             tokio::spawn(async move {
@@ -392,9 +408,12 @@ impl Agent {
                 warn!(server = %self.cfg.server, queue = %lookup.member.0, interface = %lookup.member.1, error = %e, "queue guard: QueueStatus of a new member failed; its guard name comes from the template")
             }
         }
-        if g.unknown_member(events.first().unwrap_or(&Message::new())).is_some() {
-            let name = events.first().and_then(|m| m.get("MemberName")).unwrap_or("");
-            g.learn_unlisted(&lookup.member.0, &lookup.member.1, name);
+        if let Some(first) = events.front().filter(|m| g.unknown_member(m).is_some()) {
+            g.learn_unlisted(
+                &lookup.member.0,
+                &lookup.member.1,
+                first.get("MemberName").unwrap_or(""),
+            );
         }
         let mut writes = Vec::new();
         for m in &events {
@@ -418,7 +437,7 @@ impl Agent {
                 // no write of ours is on its way (a late action of a dropped session landed, or
                 // someone wrote our name), put back what it should show: at once the first time,
                 // then less and less often, then not at all (no write loop).
-                if let Some(want) = self.mirror.needs_write(&name).filter(|_| publish) {
+                if let Some(want) = self.mirror.needs_write(&name).filter(|_| publish && self.may_write()) {
                     use crate::overrides::Verdict;
                     match self
                         .overrides
@@ -471,6 +490,7 @@ impl Agent {
             return;
         }
         self.resyncing = true;
+        self.resync_owed = None;
         add(&self.stats.resyncs, 1);
         self.mirror.forget_applied();
         // A new session: every mirror is written again, whatever fought it before.
@@ -482,15 +502,16 @@ impl Agent {
         let hints = self.legacy.then(|| self.cfg.legacy_hints.clone());
         let read = crate::resync::read(self.client.clone(), hints, self.guard.is_some());
         let tx = self.resync_tx.clone();
-        tokio::spawn(async move {
+        self.resync_task = Some(tokio::spawn(async move {
             let _ = tx.send(read.await);
-        });
+        }));
     }
 
     /// The resync's reads are in: the local state is replaced, published, and the mirrors
     /// Asterisk lost are written again.
     fn resync_done(&mut self, read: crate::resync::Read) {
         self.resyncing = false;
+        self.resync_task = None;
         match read {
             crate::resync::Read::Legacy(answers) => self.legacy_resync_done(answers),
             crate::resync::Read::Lists(lists) => self.lists_read(*lists),
@@ -509,9 +530,13 @@ impl Agent {
             queues,
         } = read;
         match memory {
-            Ok(names) => {
-                debug!(server = %self.cfg.server, names = names.len(), "mirror names read from astdb");
-                self.mirror.remember(names);
+            Ok(r) => {
+                debug!(server = %self.cfg.server, names = r.names.len(), kept = r.kept, "mirror names read from astdb");
+                if !r.kept {
+                    info!(server = %self.cfg.server, "no mirror names kept in astdb yet (a first run): the mirrors Asterisk holds are taken from the broker's view this time");
+                }
+                self.memory_kept = r.kept;
+                self.mirror.remember(r.names, r.kept);
             }
             Err(e) => {
                 self.mirror.memory_unavailable();
@@ -521,11 +546,15 @@ impl Agent {
         let (devices, presence) = match (devices, presence) {
             (Ok(d), Ok(p)) => (d, p),
             (d, p) => {
-                let err = d.err().or(p.err()).map(|e| e.to_string()).unwrap_or_default();
-                let retry_in = self.resync_backoff.next_delay();
+                let err = d.err().or(p.err());
+                // A lost connection resyncs at the next connect; a list that fails on a live
+                // one (too slow, too large) is tried again later and later.
+                let connection = matches!(err, Some(ActionError::Disconnected | ActionError::NotConnected));
+                let err = err.map(|e| e.to_string()).unwrap_or_default();
+                let retry_in = (!connection).then(|| self.resync_backoff.next_delay());
                 warn!(server = %self.cfg.server, error = %err, ?retry_in, "could not read the state lists; trying again");
                 self.local_ready = false;
-                self.resync_owed = Some(std::time::Instant::now() + retry_in);
+                self.resync_owed = retry_in.map(|d| std::time::Instant::now() + d);
                 return;
             }
         };
@@ -690,6 +719,7 @@ impl Agent {
                     })
                     .collect();
                 let touched = self.mirror.replace_all(values, merge);
+                self.snapshot_seen = true;
                 for t in &touched {
                     self.overrides.reset(t);
                 }
@@ -745,18 +775,28 @@ impl Agent {
         };
         add(&self.stats.stale_cleaned, 1);
         self.mirror.stale_restored_as(name);
-        info!(server = %self.cfg.server, device = %name, "a mirror of mirrors left by an older run: not published, and deleted from astdb");
+        info!(server = %self.cfg.server, device = %ami::shown(name), "a mirror of mirrors left by an older run: not published, and deleted from astdb");
         self.next_token += 1;
         if let Err(e) = self.client.send_to(action, self.next_token, &self.answers) {
-            debug!(server = %self.cfg.server, device = %name, error = %e, "stale mirror not deleted from astdb");
+            debug!(server = %self.cfg.server, device = %ami::shown(name), error = %e, "stale mirror not deleted from astdb");
         }
     }
 
-    /// astdb cannot keep our mirror names: said once, at warn.
+    /// astdb cannot keep our mirror names: a refusal is said once, at warn; a lost connection
+    /// or a timeout is tried again anyway.
     fn memory_failed(&mut self, e: &ActionError) {
-        if !std::mem::replace(&mut self.memory_warned, true) {
-            warn!(server = %self.cfg.server, error = %e, family = crate::memory::FAMILY, "cannot keep the mirror names in astdb (DBGetTree/DBPut need write = system): after a restart of broker and agents together, restored mirrors may be taken for this server's own states");
+        if !matches!(e, ActionError::Rejected { .. }) {
+            debug!(server = %self.cfg.server, error = %e, "astdb memory not read or written this time");
+            return;
         }
+        if !std::mem::replace(&mut self.memory_warned, true) {
+            warn!(server = %self.cfg.server, error = %ami::shown(&e.to_string()), family = crate::memory::FAMILY, "cannot keep the mirror names in astdb (DBGetTree/DBPut need write = system): after a restart of broker and agents together, restored mirrors may be taken for this server's own states");
+        }
+    }
+
+    /// Whether mirror writes may go out now (see [`Agent::write_targets`]).
+    fn may_write(&self) -> bool {
+        self.client.is_connected() && self.local_ready && !self.resyncing
     }
 
     /// Writes every target whose value on Asterisk differs from what it should be, in order.
@@ -764,7 +804,7 @@ impl Agent {
     /// Not before this connection's lists are read (every target is written then): until they
     /// are, a name may be one of the server's own states, and what Asterisk shows is unknown.
     fn write_targets(&mut self, targets: Vec<String>) {
-        if !self.client.is_connected() || !self.local_ready || self.resyncing {
+        if !self.may_write() {
             return;
         }
         // A new name is remembered before its first write (one connection keeps their order).
@@ -776,9 +816,21 @@ impl Agent {
                 &self.answers,
             ) {
                 Ok(()) => {
-                    self.remembering.insert(self.next_token, target);
+                    self.remembering.insert(self.next_token, (target, origin));
                 }
-                Err(e) => self.memory_failed(&e),
+                Err(e) => {
+                    self.mirror.unremember(&target, &origin);
+                    self.memory_failed(&e);
+                }
+            }
+        }
+        // After every name of the first snapshot: from the next run on, astdb's memory is
+        // trusted to tell mirrors from the server's own states.
+        if !self.memory_kept && self.snapshot_seen {
+            self.next_token += 1;
+            let marker = crate::memory::remember(crate::memory::MARKER, &self.cfg.server);
+            if self.client.send_to(marker, self.next_token, &self.answers).is_ok() {
+                self.memory_kept = true;
             }
         }
         for target in targets {
@@ -866,9 +918,10 @@ impl Agent {
     }
 
     fn on_answer(&mut self, token: u64, result: Result<(), ami::client::ActionError>) {
-        if let Some(target) = self.remembering.remove(&token) {
+        if let Some((target, origin)) = self.remembering.remove(&token) {
             if let Err(e) = result {
-                debug!(server = %self.cfg.server, %target, error = %e, "mirror name not remembered");
+                debug!(server = %self.cfg.server, target = %ami::shown(&target), error = %e, "mirror name not remembered");
+                self.mirror.unremember(&target, &origin);
                 self.memory_failed(&e);
             }
             return;

@@ -224,8 +224,14 @@ async fn a_mirror_something_else_keeps_changing_is_left_alone() {
 async fn a_remote_name_never_lands_on_the_servers_own_state() {
     let b = broker();
     let sb = Sim::start(SimConfig::pbx("b", &["200"])).await.unwrap();
-    // b's own DND lamp, set before its agent starts.
+    // b's own DND lamp, set before its agent starts; hintbus ran on b before (its memory is kept).
     assert!(sb.set_custom("Custom:DND200", "BUSY"));
+    sb.with_world(|w| {
+        w.astdb_other.insert(
+            format!("/{}/{}", agent::memory::FAMILY, agent::memory::MARKER),
+            "b".into(),
+        );
+    });
     let agent = agent_for(&sb, "b", b.endpoint());
     let d = peer(&b).await;
     // a publishes a device named DND200: with Custom:{device} it lands on b's lamp.
@@ -302,4 +308,56 @@ async fn mirrors_of_mirrors_left_in_astdb_are_cleaned_and_never_published() {
         b.table()
     );
     assert_eq!(agent.stats.stale_cleaned.load(Ordering::Relaxed), 2);
+}
+
+/// The first run on a server that zmq-ami-broker (or an older hintbus) fed: its mirrors are in
+/// astdb and in the cache, and nothing says they are mirrors. They are adopted from the broker's
+/// view, not refused as the server's own, remembered, and the memory marked as kept from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_adopts_the_mirrors_an_old_broker_left() {
+    let b = broker();
+    let sb = Sim::start(SimConfig::pbx("b", &["200"])).await.unwrap();
+    // What zmq-ami-broker wrote on b for a's SIP/100.
+    assert!(sb.set_custom("Custom:SIP/100", "INUSE"));
+    let d = peer(&b).await;
+    d.send(
+        &Msg::Sync {
+            sync_id: 1,
+            entries: vec![Entry::device("a", "SIP/100", DeviceState::Busy)],
+            last: true,
+        }
+        .encode(),
+    );
+    let _agent = agent_for(&sb, "b", b.endpoint());
+    // a's state is mirrored (not refused), and the old mirror is not published as b's own.
+    assert!(sb.wait_device("Custom:SIP/100", DeviceState::Busy, WAIT).await);
+    let marker = format!("/{}/{}", agent::memory::FAMILY, agent::memory::MARKER);
+    assert!(
+        sb.wait_until(WAIT, |w| w.astdb_other.contains_key(&marker)
+            && w.astdb_other
+                .contains_key(&format!("/{}/Custom:SIP/100", agent::memory::FAMILY)))
+            .await,
+        "{:?}",
+        sb.with_world(|w| w.astdb_other.clone())
+    );
+    sb.set_device("SIP/200", DeviceState::Ringing);
+    let published = async {
+        loop {
+            if b.table()
+                .iter()
+                .any(|e| e.name == "SIP/200" && e.state.as_deref() == Some("RINGING"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    assert!(tokio::time::timeout(WAIT, published).await.is_ok());
+    assert!(
+        b.table()
+            .iter()
+            .all(|e| !(e.origin == "b" && e.name == "Custom:SIP/100")),
+        "{:?}",
+        b.table()
+    );
 }

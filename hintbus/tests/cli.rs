@@ -176,7 +176,15 @@ fn hints_prints_the_shared_hints_and_the_guard_lines() {
 /// names (it takes a name of its own shape to itself), and is quiet when it cannot.
 #[test]
 fn check_warns_about_templates_that_can_collide() {
-    let dir = std::env::temp_dir().join(format!("hintbus-test-cli-templates-{}", std::process::id()));
+    /// Removed when dropped, also when an assertion fails.
+    struct TempDir(std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let tmp = TempDir(std::env::temp_dir().join(format!("hintbus-test-cli-templates-{}", std::process::id())));
+    let dir = tmp.0.clone();
     std::fs::create_dir_all(&dir).unwrap();
     let write = |name: &str, extra: &str| {
         let p = dir.join(name);

@@ -324,7 +324,11 @@ async fn asterisk_restart_gets_its_mirrors_back() {
         .await;
     let devices_at = booted.elapsed();
     assert!(ok, "b after restart: {:?}\n{}", sb.devices().await, fed.logs());
-    assert!(sb.wait_presences(|p| has(p, "CustomPresence:100", "away,,lunch")).await);
+    assert!(
+        sb.wait_presences(|p| has(p, "CustomPresence:100", "away,,lunch")).await,
+        "{}",
+        fed.logs()
+    );
     report(&format!(
         "real_asterisk: b's mirrors right {devices_at:?} after its restart was fully booted"
     ));
@@ -400,7 +404,11 @@ async fn queue_guard_on_a_real_call() {
     sentinel(&fed, &sa, "a", &[&sb], 1).await;
     guarded_call(&fed, &sa, "callq", "support", "Custom:agent100").await;
     // The guard's state is a's own: it is shared too.
-    assert!(sb.wait_devices(|d| has(d, "Custom:Custom:agent100", "NOT_INUSE")).await);
+    assert!(
+        sb.wait_devices(|d| has(d, "Custom:Custom:agent100", "NOT_INUSE")).await,
+        "{}",
+        fed.logs()
+    );
 
     // A queue and a static member added by `queue reload all`: app_queue says nothing of the
     // member, and AgentConnect does not carry its state interface. Its name has blanks, so
@@ -469,7 +477,7 @@ async fn guarded_call(fed: &Fed, sa: &Session, context: &str, queue: &str, guard
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_devices_and_long_presence_do_not_stop_the_rest() {
     let Some(prefix) = prefix_or_skip() else { return };
-    let fed = Fed::start(&prefix, "odd", &["a", "b"], |_| Setup {
+    let mut fed = Fed::start(&prefix, "odd", &["a", "b"], |_| Setup {
         extensions: dialplan(""),
         ..Setup::default()
     });
@@ -519,9 +527,16 @@ async fn unknown_devices_and_long_presence_do_not_stop_the_rest() {
         sb.presences().await,
         fed.logs()
     );
-    // And a resync (a's agent reconnects to Asterisk) does not refuse the rest either.
+    // And a resync (a's agent starts again and re-reads everything) does not refuse the rest
+    // either: a change made while it was away arrives.
+    fed.kill_agent("a");
     sa.set_device("Custom:SIP/101", "RINGING").await;
-    assert!(sb.wait_devices(|d| has(d, "Custom:Custom:SIP/101", "RINGING")).await);
+    fed.start_agent("a");
+    assert!(
+        sb.wait_devices(|d| has(d, "Custom:Custom:SIP/101", "RINGING")).await,
+        "{}",
+        fed.logs()
+    );
 }
 
 /// Scenario 7: hundreds of random changes on both servers, with the broker and one agent killed

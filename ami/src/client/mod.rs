@@ -19,7 +19,7 @@
 
 mod auth;
 mod backlog;
-pub mod backoff;
+mod backoff;
 mod config;
 mod connection;
 mod pending;

@@ -119,7 +119,11 @@ impl Pending {
         let Some(i) = a.iter().position(|x| x == id) else {
             return false;
         };
-        let last = msg.response().is_some() || msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
+        // The list's own Response only ends it when no items follow: an error, or an answer
+        // that is not `EventList: start`. Otherwise the items after it are the list's too.
+        let listing = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start"));
+        let complete = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
+        let last = complete || (msg.response().is_some() && (!msg.is_success() || !listing));
         if last {
             a.remove(i);
         }

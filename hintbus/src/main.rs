@@ -206,7 +206,8 @@ impl Write for PrefixedEvent {
 
 impl Drop for PrefixedEvent {
     fn drop(&mut self) {
-        write_prefixed(self.priority, &self.buf);
+        // The formatter pads " INFO" and " WARN" to the width of "ERROR": no use after a prefix.
+        write_prefixed(self.priority, self.buf.strip_prefix(b" ").unwrap_or(&self.buf));
     }
 }
 

@@ -97,6 +97,9 @@ getent group hintbus >/dev/null || fail "no hintbus group after install"
 [ "$(stat -c '%a %U %G' /etc/hintbus/config.ini)" = "640 root hintbus" ] \
   || fail "/etc/hintbus/config.ini is $(stat -c '%a %U %G' /etc/hintbus/config.ini)"
 /usr/bin/hintbus --version
+# Unknown or misspelt directives, and an ExecStart= that is not there, fail here.
+systemd-analyze verify /usr/lib/systemd/system/hintbus-agent.service /usr/lib/systemd/system/hintbus-broker.service \
+  || fail "systemd-analyze verify finds fault with the units (above)"
 if ls /etc/systemd/system/*.wants/hintbus-* >/dev/null 2>&1; then
   fail "the install enabled a unit; the README has the administrator enable the one the host runs"
 fi

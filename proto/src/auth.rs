@@ -43,7 +43,7 @@ impl KeyPair {
         decode_key(&self.public)
     }
 
-    /// Writes `<path>` (the pair, mode 0600) and `<path>.pub` (the public key).
+    /// Writes `<path>` (the pair, mode 0600) and [`public_key_path`] (the public key).
     pub fn write(&self, path: &Path, name: &str) -> Result<(), String> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -59,7 +59,7 @@ impl KeyPair {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         f.write_all(text.as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let pub_path = path.with_extension("pub");
+        let pub_path = public_key_path(path);
         std::fs::write(&pub_path, format!("{}\n", self.public)).map_err(|e| format!("{}: {e}", pub_path.display()))?;
         Ok(())
     }
@@ -92,6 +92,16 @@ impl KeyPair {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(pair)
     }
+}
+
+/// Where [`KeyPair::write`] puts the public key: `<path>.pub` (`broker.key` -> `broker.key.pub`),
+/// appended rather than replacing the extension, so `a.key` and `a.secret` never share one file.
+/// Earlier builds wrote `broker.pub`; nothing reads either file (configs carry the key's text),
+/// so pairs made then stay valid as they are.
+pub fn public_key_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".pub");
+    name.into()
 }
 
 /// A Z85 key of 40 characters to its 32 bytes.
@@ -202,6 +212,8 @@ mod tests {
         let path = dir.join("a.key");
         k.write(&path, "a").unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(public_key_path(&path), dir.join("a.key.pub"));
+        assert_eq!(std::fs::read_to_string(dir.join("a.key.pub")).unwrap().trim(), k.public);
         let back = KeyPair::read(&path).unwrap();
         assert_eq!(back.public, k.public);
         assert!(!format!("{back:?}").contains(&k.secret));

@@ -3,11 +3,13 @@
 pub mod agent;
 pub mod bench;
 pub mod broker;
+pub mod completions;
 pub mod demo;
 pub mod hints;
 pub mod import;
 pub mod keygen;
 pub mod lamps;
+pub mod man;
 pub mod sim;
 pub mod watch;
 

@@ -80,7 +80,7 @@ pub fn print_checked_as(loaded: &crate::config::Loaded, service_user: &str) {
     match &loaded.service_user {
         Some(u) => println!("files checked as {}, the user the service runs as", u.name),
         // SAFETY: geteuid has no preconditions.
-        None if unsafe { libc::geteuid() } == 0 => println!(
+        None if unsafe { libc::geteuid() } == 0 && service_user != "root" => println!(
             "note: there is no user {service_user}: files were checked as root, who reads everything (--service-user USER to check as another)"
         ),
         None => {}

@@ -231,3 +231,17 @@ pub fn agentless(l: &Loaded, broker: &BrokerConfig) -> Result<Vec<AgentConfig>, 
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// config.ini.example documents every key (given, or commented out).
+    #[test]
+    fn every_key_is_in_the_example() {
+        let keys = [fields::<AgentSection>(), fields::<AgentKeys>(), fields::<AmiSection>()].concat();
+        for key in keys {
+            assert!(crate::config::in_example(key), "{key} is not in config.ini.example");
+        }
+    }
+}

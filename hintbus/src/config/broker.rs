@@ -123,3 +123,16 @@ pub fn broker(l: &Loaded) -> Result<BrokerConfig, ConfigError> {
     }
     Ok(c)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// config.ini.example documents every key (given, or commented out).
+    #[test]
+    fn every_key_is_in_the_example() {
+        for key in super::super::typed::fields::<BrokerSection>() {
+            assert!(crate::config::in_example(key), "{key} is not in config.ini.example");
+        }
+    }
+}

@@ -5,8 +5,25 @@ use super::env;
 use super::ini::Origin;
 
 #[derive(Debug, thiserror::Error)]
-#[error("{}", self.describe())]
-pub struct ConfigError {
+#[error("{}", self.0.describe())]
+pub struct ConfigError(Box<Mistake>);
+
+impl From<Mistake> for ConfigError {
+    fn from(m: Mistake) -> ConfigError {
+        ConfigError(Box::new(m))
+    }
+}
+
+impl ConfigError {
+    /// A mistake about the file as a whole, or an environment variable.
+    pub fn file(file: &str, problem: impl Into<String>) -> ConfigError {
+        Mistake::file(file, problem).into()
+    }
+}
+
+/// What a [`ConfigError`] says (boxed there: errors travel through every `?` of the loader).
+#[derive(Debug)]
+pub struct Mistake {
     pub file: String,
     /// Empty: a mistake outside any section.
     pub section: String,
@@ -19,10 +36,9 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-impl ConfigError {
-    /// A mistake about the file as a whole, or an environment variable.
-    pub fn file(file: &str, problem: impl Into<String>) -> ConfigError {
-        ConfigError {
+impl Mistake {
+    pub fn file(file: &str, problem: impl Into<String>) -> Mistake {
+        Mistake {
             file: file.to_string(),
             section: String::new(),
             key: String::new(),

@@ -68,7 +68,10 @@ impl ServiceUser {
     /// the check, whose own errors say what is wrong).
     pub fn for_check(name: &str) -> Option<ServiceUser> {
         // SAFETY: geteuid has no preconditions.
-        (unsafe { libc::geteuid() } == 0).then(|| Self::lookup(name)).flatten()
+        (unsafe { libc::geteuid() } == 0)
+            .then(|| Self::lookup(name))
+            .flatten()
+            .filter(|u| u.uid != 0)
     }
 
     fn may(&self, meta: &std::fs::Metadata, bit: u32) -> bool {

@@ -1,7 +1,7 @@
 //! The file and the environment, merged into sections, each value knowing where it came from.
 
 use super::env;
-use super::error::ConfigError;
+use super::error::{ConfigError, Mistake};
 use super::files::{self, ServiceUser};
 use super::ini::{self, Entry, Origin, Section};
 use std::cell::RefCell;
@@ -46,10 +46,12 @@ impl Loaded {
             };
             ConfigError::file(&file, format!("{e}{hint}"))
         })?;
-        let mut sections = ini::parse(&text).map_err(|e| ConfigError {
-            section: e.section.unwrap_or_default(),
-            origin: Some(Origin::Line(e.line)),
-            ..ConfigError::file(&file, e.problem)
+        let mut sections = ini::parse(&text).map_err(|e| {
+            ConfigError::from(Mistake {
+                section: e.section.unwrap_or_default(),
+                origin: Some(Origin::Line(e.line)),
+                ..Mistake::file(&file, e.problem)
+            })
         })?;
         let loaded_warnings = lookalike_comments(&file, &sections);
         let vars = vars.map_err(|e| ConfigError::file(&file, e))?;
@@ -134,22 +136,24 @@ impl<'a> Part<'a> {
     /// A mistake in `key`'s value (or its absence).
     pub fn err(&self, key: &str, problem: impl Into<String>) -> ConfigError {
         let entry = self.entry(key);
-        ConfigError {
+        Mistake {
             section: self.name.clone(),
             key: key.to_string(),
             value: entry.map(|e| e.value.clone()),
             origin: entry.map(|e| e.origin.clone()),
-            ..ConfigError::file(&self.loaded.file, problem)
+            ..Mistake::file(&self.loaded.file, problem)
         }
+        .into()
     }
 
     /// A mistake in the section as a whole.
     pub fn section_err(&self, problem: impl Into<String>) -> ConfigError {
-        ConfigError {
+        Mistake {
             section: self.name.clone(),
             origin: self.section.and_then(|s| s.line).map(Origin::Line),
-            ..ConfigError::file(&self.loaded.file, problem)
+            ..Mistake::file(&self.loaded.file, problem)
         }
+        .into()
     }
 }
 

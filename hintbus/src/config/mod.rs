@@ -31,3 +31,12 @@ pub const KNOWN_SECTIONS: &[&str] = &["broker", "agent", "ami", "agents", "serve
 
 /// The user the service runs as (deploy/*.service), whom `--check` run as root checks files for.
 pub const SERVICE_USER: &str = "hintbus";
+
+/// Whether config.ini.example documents `key` (given, or commented out).
+#[cfg(test)]
+fn in_example(key: &str) -> bool {
+    include_str!("../../../config.ini.example").lines().any(|l| {
+        let l = l.trim_start_matches(';').trim_start();
+        l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('='))
+    })
+}

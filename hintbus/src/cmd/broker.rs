@@ -14,7 +14,7 @@ pub struct BrokerArgs {
     #[arg(long)]
     check: bool,
     /// With --check run as root: the user the service runs as, who must be able to read the
-    /// files the configuration names (checked if that user exists).
+    /// files the configuration names (checked if that user exists; `root` checks nothing more).
     #[arg(long, default_value = config::SERVICE_USER, value_name = "USER")]
     service_user: String,
 }

@@ -63,9 +63,9 @@ impl ServiceUser {
         })
     }
 
-    /// The user `--check` checks for: when run as root, `name` if it exists (files are then
-    /// checked as it would read them); otherwise None (the files are read as the user running
-    /// the check, whose own errors say what is wrong).
+    /// The user `--check` checks for: when run as root, `name` if it exists and is not root
+    /// itself (files are then checked as it would read them); otherwise None (the files are
+    /// read as the user running the check, whose own errors say what is wrong).
     pub fn for_check(name: &str) -> Option<ServiceUser> {
         // SAFETY: geteuid has no preconditions.
         (unsafe { libc::geteuid() } == 0)

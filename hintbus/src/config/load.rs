@@ -27,15 +27,6 @@ impl Loaded {
     /// Reads `path` with the process's environment. `check_as`: the service user to check the
     /// files for (see [`ServiceUser::for_check`]).
     pub fn read(path: &Path, check_as: Option<&str>) -> Result<Loaded, ConfigError> {
-        let vars = env::config_vars(std::env::vars_os());
-        Self::read_with(path, check_as, vars)
-    }
-
-    fn read_with(
-        path: &Path,
-        check_as: Option<&str>,
-        vars: Result<Vec<(String, String)>, String>,
-    ) -> Result<Loaded, ConfigError> {
         let file = path.display().to_string();
         let service_user = check_as.and_then(ServiceUser::for_check);
         let text = files::read(path, service_user.as_ref()).map_err(|e| {
@@ -54,7 +45,7 @@ impl Loaded {
             })
         })?;
         let loaded_warnings = lookalike_comments(&file, &sections);
-        let vars = vars.map_err(|e| ConfigError::file(&file, e))?;
+        let vars = env::config_vars(std::env::vars_os()).map_err(|e| ConfigError::file(&file, e))?;
         env::apply(&mut sections, &vars).map_err(|e| ConfigError::file(&file, e))?;
         Ok(Loaded {
             file,

@@ -32,7 +32,16 @@ pub struct AgentConfig {
     pub legacy_hints: Vec<(String, String)>,
     /// CURVE: this agent's key pair and the broker's public key (Z85). None: plain text.
     pub curve: Option<(proto::auth::KeyPair, String)>,
+    /// Device states are shared: off, this agent neither publishes this server's device states
+    /// nor writes other servers' (zmq-ami-broker's `device_state = no`).
+    pub device_state: bool,
+    /// Presence states are shared: off, this agent neither publishes this server's presence
+    /// nor writes other servers' (zmq-ami-broker's `presence = no`).
+    pub presence: bool,
 }
+
+/// The queue guard's name for a member when the configuration gives none.
+pub const DEFAULT_GUARD_TEMPLATE: &str = "Custom:{membername}";
 
 impl AgentConfig {
     /// Defaults for everything but the server id, the AMI session and the broker.
@@ -50,6 +59,16 @@ impl AgentConfig {
             queue_guard: None,
             legacy_hints: Vec::new(),
             curve: None,
+            device_state: true,
+            presence: true,
+        }
+    }
+
+    /// Whether this agent publishes and applies states of `kind` (see `device_state`, `presence`).
+    pub fn shares(&self, kind: proto::Kind) -> bool {
+        match kind {
+            proto::Kind::Device => self.device_state,
+            proto::Kind::Presence => self.presence,
         }
     }
 }

@@ -424,6 +424,9 @@ impl Agent {
 
     /// One state seen on this Asterisk, from an event or a list.
     fn observe(&mut self, kind: Kind, name: String, value: Value, publish: bool) {
+        if !self.cfg.shares(kind) {
+            return; // `device_state = off` / `presence = off`: neither published nor mirrored
+        }
         let (value, changed) = fitted(value);
         // A name we meant to write but never did, and that Asterisk holds: the server's own.
         if self.mirror.is_unclaimed_target(&name) {
@@ -707,7 +710,7 @@ impl Agent {
                 add(&self.stats.snapshots, 1);
                 let values: Vec<(proto::Key, Value)> = entries
                     .iter()
-                    .filter(|e| e.origin != self.cfg.server)
+                    .filter(|e| e.origin != self.cfg.server && self.cfg.shares(e.kind))
                     .filter_map(|e| match e.value() {
                         Ok(Some(v)) => Some((e.key(), v.as_written())),
                         Ok(None) => None,
@@ -736,7 +739,7 @@ impl Agent {
                 // Written entry by entry: two states of one phone in one batch are both shown
                 // (a ring before an answer), in order.
                 for e in entries {
-                    if e.origin == self.cfg.server {
+                    if e.origin == self.cfg.server || !self.cfg.shares(e.kind) {
                         continue;
                     }
                     match e.value() {

@@ -50,7 +50,7 @@ pub struct BrokerConfig {
     /// CURVE: the broker's key pair and the agents it accepts (public key -> server id).
     /// None: plain text, allowed on loopback only.
     pub curve: Option<(proto::auth::KeyPair, proto::auth::AllowList)>,
-    /// Messages per second one agent may send; more are dropped and counted.
+    /// Messages per second one agent may send; more are dropped and counted. 0: no limit.
     pub rate_limit: u32,
 }
 

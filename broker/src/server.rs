@@ -406,7 +406,8 @@ impl Core {
         // The rate limit comes before any parsing: a flood costs us as little as possible.
         if let Some(s) = self.sessions.get_mut(&identity) {
             s.last_seen = Instant::now();
-            if !s.admit(self.config.rate_limit) {
+            // 0: no limit (`rate_limit = 0`), not a bucket that refills one token a second.
+            if self.config.rate_limit > 0 && !s.admit(self.config.rate_limit) {
                 Stats::add(&self.stats.rate_limited, 1);
                 let notice = s
                     .last_limited_notice

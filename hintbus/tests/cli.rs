@@ -107,7 +107,7 @@ async fn watch_prints_lamps_and_never_the_secret() {
     let addr = sim.addr().to_string();
     let (child, rx) = spawn(
         &["watch", "--addr", &addr, "--user", "broker"],
-        &[("HINTBUS_AMI_SECRET", "s3cret")],
+        &[("HINTBUS_AMI__SECRET", "s3cret")],
     );
     wait_line(&rx, "connected: Asterisk 22.10.1");
     assert!(sim.set_custom("Custom:100", "RINGING"));
@@ -116,7 +116,7 @@ async fn watch_prints_lamps_and_never_the_secret() {
 
     let (child, rx) = spawn(
         &["watch", "--addr", &addr, "--user", "broker"],
-        &[("HINTBUS_AMI_SECRET", "Wr0ngSecret")],
+        &[("HINTBUS_AMI__SECRET", "Wr0ngSecret")],
     );
     let lines = wait_line(&rx, "AMI login refused");
     assert!(lines.iter().all(|l| !l.contains("Wr0ngSecret")), "{lines:#?}");

@@ -3,6 +3,7 @@
 use crate::config::{self, Loaded, KNOWN_SECTIONS};
 use clap::Args;
 use std::path::PathBuf;
+use tracing::warn;
 
 #[derive(Args)]
 pub struct AgentArgs {
@@ -12,27 +13,38 @@ pub struct AgentArgs {
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// With --check run as root: the user the service runs as, who must be able to read the
+    /// files the configuration names (checked if that user exists; `root` checks nothing more).
+    #[arg(long, default_value = config::SERVICE_USER, value_name = "USER")]
+    service_user: String,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let loaded = Loaded::read(&args.config)?;
+    let loaded = Loaded::read(&args.config, args.check.then_some(args.service_user.as_str()))?;
     loaded.check_sections(KNOWN_SECTIONS)?;
     let cfg = config::agent(&loaded)?;
+    let mut warnings = loaded.warnings();
+    warnings.extend(super::template_warnings("agent", &cfg));
     if args.check {
         println!(
-            "{}: OK (server {}, Asterisk {} as {}, broker {}, devices as {}, presence as {})",
+            "{}: OK (server {}, Asterisk {} as {}, broker {}, devices as {}, presence as {}{})",
             args.config.display(),
             cfg.server,
             cfg.ami.addr,
             cfg.ami.username,
             cfg.broker,
             cfg.device_template,
-            cfg.presence_template
+            cfg.presence_template,
+            super::switches(&cfg)
         );
-        for w in super::template_warnings("agent", &cfg) {
+        super::print_checked_as(&loaded, &args.service_user);
+        for w in warnings {
             println!("{w}");
         }
         return Ok(());
+    }
+    for w in warnings {
+        warn!("{}", w.trim_start_matches("warning: "));
     }
     let handle = agent::spawn(cfg).map_err(anyhow::Error::msg)?;
     super::shutdown_signal().await;

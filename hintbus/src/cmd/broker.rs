@@ -3,7 +3,7 @@
 use crate::config::{self, Loaded, KNOWN_SECTIONS};
 use clap::Args;
 use std::path::PathBuf;
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Args)]
 pub struct BrokerArgs {
@@ -13,14 +13,22 @@ pub struct BrokerArgs {
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// With --check run as root: the user the service runs as, who must be able to read the
+    /// files the configuration names (checked if that user exists; `root` checks nothing more).
+    #[arg(long, default_value = config::SERVICE_USER, value_name = "USER")]
+    service_user: String,
 }
 
 pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
-    let loaded = Loaded::read(&args.config)?;
+    let loaded = Loaded::read(&args.config, args.check.then_some(args.service_user.as_str()))?;
     loaded.check_sections(KNOWN_SECTIONS)?;
     let cfg = config::broker(&loaded)?;
     // Agentless agents reach the broker like any agent, through its own endpoint.
-    let servers = config::agentless(&loaded, &cfg.listen)?;
+    let servers = config::agentless(&loaded, &cfg)?;
+    let mut warnings = loaded.warnings();
+    for a in &servers {
+        warnings.extend(super::template_warnings(&format!("server-{}", a.server), a));
+    }
     if args.check {
         println!(
             "{}: OK (broker on {}, feed {}, {} agentless server(s))",
@@ -30,11 +38,24 @@ pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
             servers.len()
         );
         for a in &servers {
-            for w in super::template_warnings(&format!("server-{}", a.server), a) {
-                println!("{w}");
-            }
+            println!(
+                "[server-{}]: Asterisk {} as {}, devices as {}, presence as {}{}",
+                a.server,
+                a.ami.addr,
+                a.ami.username,
+                a.device_template,
+                a.presence_template,
+                super::switches(a)
+            );
+        }
+        super::print_checked_as(&loaded, &args.service_user);
+        for w in warnings {
+            println!("{w}");
         }
         return Ok(());
+    }
+    for w in warnings {
+        warn!("{}", w.trim_start_matches("warning: "));
     }
     // With CURVE, agentless agents authenticate like any agent: a key pair each, made now and
     // allowed for their server id only.

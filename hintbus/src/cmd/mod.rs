@@ -66,3 +66,26 @@ pub fn template_warnings(section: &str, cfg: &::agent::AgentConfig) -> Vec<Strin
     }
     out
 }
+
+/// `, presence off` and the like for a `--check` line: only what differs from sharing both.
+pub fn switches(cfg: &::agent::AgentConfig) -> String {
+    let mut out = String::new();
+    for (name, on) in [("device states", cfg.device_state), ("presence", cfg.presence)] {
+        if !on {
+            out.push_str(&format!(", {name} not shared"));
+        }
+    }
+    out
+}
+
+/// Says whom `--check` checked the files for when that is not the user running it.
+pub fn print_checked_as(loaded: &crate::config::Loaded, service_user: &str) {
+    match &loaded.service_user {
+        Some(u) => println!("files checked as {}, the user the service runs as", u.name),
+        // SAFETY: geteuid has no preconditions.
+        None if unsafe { libc::geteuid() } == 0 && service_user != "root" => println!(
+            "note: there is no user {service_user}: files were checked as root, who reads everything (--service-user USER to check as another)"
+        ),
+        None => {}
+    }
+}

@@ -14,8 +14,9 @@ pub struct WatchArgs {
     /// manager.conf user.
     #[arg(long, default_value = "hintbus")]
     user: String,
-    /// The secret, from the environment (never on the command line, where `ps` shows it).
-    #[arg(long, env = "HINTBUS_AMI_SECRET", hide_env_values = true)]
+    /// The secret, from the environment (never on the command line, where `ps` shows it):
+    /// the variable that also overrides `[ami] secret` of the configuration file.
+    #[arg(long, env = "HINTBUS_AMI__SECRET", hide_env_values = true)]
     secret: String,
     /// Send the secret in clear (`Secret:`) instead of the MD5 challenge.
     #[arg(long)]

@@ -202,10 +202,12 @@ pub async fn wait_state(sim: &Sim, device: &str, state: DeviceState) -> bool {
     sim.wait_until(WAIT, |w| w.devices.get(device) == Some(&state)).await
 }
 
-/// `hintbus <role> --check -c <path>`: validates a config file without starting.
+/// `hintbus <role> --check -c <path>`: validates a config file without starting. The files
+/// are checked as root reads them when the tests run as root (the processes of the tests run
+/// as root, not as a `hintbus` user that may exist on the machine).
 pub fn check_config(role: &str, path: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hintbus"))
-        .args([role, "--check", "-c", path.to_str().unwrap()])
+        .args([role, "--check", "-c", path.to_str().unwrap(), "--service-user", "root"])
         .output()
         .unwrap()
 }

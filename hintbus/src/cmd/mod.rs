@@ -54,11 +54,12 @@ pub async fn shutdown_signal() {
 /// counted, see docs/ami.md); here the administrator learns it can happen.
 pub fn template_warnings(section: &str, cfg: &::agent::AgentConfig) -> Vec<String> {
     let mut out = Vec::new();
-    for (key, t) in [
-        ("device_template", &cfg.device_template),
-        ("presence_template", &cfg.presence_template),
+    for (key, t, shared) in [
+        ("device_template", &cfg.device_template, cfg.device_state),
+        ("presence_template", &cfg.presence_template, cfg.presence),
     ] {
-        if t.can_collide() {
+        // A kind that is not shared lands nowhere.
+        if shared && t.can_collide() {
             out.push(format!(
                 "warning: [{section}] {key} = {t}: another server's state of the same name lands on this server's own one (refused when it happens); add {{origin}} or a prefix of its own to keep them apart"
             ));

@@ -359,7 +359,8 @@ impl Mirror {
     /// With `merge`, states missing from `all` are kept (a new broker is still being filled).
     pub fn replace_all(&mut self, all: Vec<(Key, Value)>, merge: bool) -> Vec<String> {
         let mut touched = HashSet::new();
-        if !merge {
+        // Nothing mapped yet (a first snapshot): nothing to remove, and no need to index `all`.
+        if !merge && !self.by_key.is_empty() {
             let gone: Vec<Key> = {
                 let incoming: HashSet<(&str, Kind, &str)> = all
                     .iter()

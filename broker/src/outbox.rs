@@ -11,8 +11,8 @@
 //! burst is sent, the queue gives its memory back.
 
 use crate::table::Change;
-use proto::{Entry, Kind};
-use std::collections::{HashMap, VecDeque};
+use proto::Entry;
+use std::collections::VecDeque;
 
 /// The limit of a new queue.
 const LIMIT: usize = 4096;
@@ -49,18 +49,33 @@ impl Outbox {
         }
     }
 
+    /// Queues `n` changes at once (a sync's), in order: room for all of them is made first,
+    /// rather than the queue being copied each time it doubles.
+    pub fn push_all(&mut self, changes: impl IntoIterator<Item = Change>, n: usize) {
+        self.pending.reserve_exact(n);
+        for c in changes {
+            self.push(c);
+        }
+    }
+
     /// Keeps only the newest entry of each key, at the position of that newest entry.
+    ///
+    /// Found by sorting positions by key (4 bytes per entry) rather than with a map of keys
+    /// (60): a queue may hold a whole server's sync when this runs.
     fn compact(&mut self) {
         let keep: Vec<bool> = {
-            let mut newest: HashMap<(&str, Kind, &str), usize> = HashMap::with_capacity(self.pending.len());
-            for (i, c) in self.pending.iter().enumerate() {
-                newest.insert((&c.origin, c.kind, &c.name), i);
+            let pending = self.pending.make_contiguous();
+            let key = |i: u32| {
+                let c = &pending[i as usize];
+                (&*c.origin, c.kind, &*c.name)
+            };
+            let mut order: Vec<u32> = (0..pending.len() as u32).collect();
+            order.sort_unstable_by(|a, b| key(*a).cmp(&key(*b)).then(a.cmp(b)));
+            let mut keep = vec![false; pending.len()];
+            for same in order.chunk_by(|a, b| key(*a) == key(*b)) {
+                keep[*same.last().expect("chunks are not empty") as usize] = true;
             }
-            self.pending
-                .iter()
-                .enumerate()
-                .map(|(i, c)| newest.get(&(&*c.origin, c.kind, &*c.name)) == Some(&i))
-                .collect()
+            keep
         };
         let before = self.pending.len();
         let mut keep = keep.into_iter();

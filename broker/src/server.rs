@@ -593,12 +593,10 @@ impl Core {
         let now = Instant::now();
         for s in self.sessions.values_mut() {
             let before = s.outbox.coalesced;
-            let mut queued = 0;
-            for e in changed.iter().filter(|e| *e.origin != *s.server) {
-                s.outbox.push(e.clone());
-                queued += 1;
-            }
-            s.count_queued(queued, now);
+            let theirs = |e: &&Change| *e.origin != *s.server;
+            let queued = changed.iter().filter(theirs).count();
+            s.outbox.push_all(changed.iter().filter(theirs).cloned(), queued);
+            s.count_queued(queued as u64, now);
             Stats::add(&self.stats.coalesced, s.outbox.coalesced - before);
         }
         if let Some(feed) = &self.feed {

@@ -1,7 +1,7 @@
 //! One agent's session with the broker.
 
 use crate::outbox::Outbox;
-use crate::table::Staged;
+use crate::table::Staging;
 use crate::throttle::{Bucket, LogThrottle};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ pub struct Session {
     /// A snapshot is owed (asked for, or deferred by backpressure).
     pub snapshot_owed: bool,
     /// Chunks of a sync not yet complete, packed (a server's whole state may wait here).
-    pub sync_buf: Vec<Staged>,
+    pub sync_buf: Staging,
     /// The rate limit: messages left, refilled continuously.
     pub bucket: Bucket,
     pub last_limited_notice: Option<Instant>,
@@ -86,7 +86,7 @@ impl Session {
             seq: 0,
             outbox: Outbox::default(),
             snapshot_owed: false,
-            sync_buf: Vec::new(),
+            sync_buf: Staging::default(),
             bucket: Bucket::new(now),
             last_limited_notice: None,
             log: LogThrottle::default(),

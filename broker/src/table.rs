@@ -54,6 +54,52 @@ impl Staged {
     }
 }
 
+/// A sync's entries until its last chunk, in the chunks they came in: one vector of a whole
+/// server's state would be copied every time it grew.
+#[derive(Debug, Default)]
+pub struct Staging {
+    chunks: Vec<Vec<Staged>>,
+    len: usize,
+}
+
+impl Staging {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        *self = Staging::default();
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Staged> {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl Extend<Staged> for Staging {
+    /// Adds one chunk.
+    fn extend<I: IntoIterator<Item = Staged>>(&mut self, iter: I) {
+        let mut chunk: Vec<Staged> = iter.into_iter().collect();
+        if !chunk.is_empty() {
+            chunk.shrink_to_fit();
+            self.len += chunk.len();
+            self.chunks.push(chunk);
+        }
+    }
+}
+
+impl From<Vec<Staged>> for Staging {
+    fn from(chunk: Vec<Staged>) -> Staging {
+        let mut s = Staging::default();
+        s.extend(chunk);
+        s
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     value: Packed,
@@ -160,7 +206,7 @@ impl Table {
     }
 
     /// Replaces everything of `origin` with `entries`: what is missing is removed.
-    pub fn replace_origin(&mut self, origin: &str, entries: Vec<Staged>) -> Vec<Change> {
+    pub fn replace_origin(&mut self, origin: &str, entries: Staging) -> Vec<Change> {
         let gone: Vec<(Kind, Arc<str>)> = match self.origins.get(origin) {
             Some(states) => {
                 let incoming: HashSet<(Kind, &str)> = entries.iter().map(|s| (s.kind, &*s.name)).collect();
@@ -173,12 +219,19 @@ impl Table {
             }
             None => Vec::new(),
         };
-        let mut changed = Vec::new();
+        // A new origin: every entry is a change (room made once, not at each doubling).
+        let mut changed = Vec::with_capacity(if self.origins.contains_key(origin) {
+            0
+        } else {
+            entries.len()
+        });
         for (kind, name) in gone {
             changed.extend(self.set(origin, kind, Name::Arc(name), None));
         }
-        for s in entries {
-            changed.extend(self.set(origin, s.kind, Name::Arc(s.name), s.value));
+        for chunk in entries.chunks {
+            for s in chunk {
+                changed.extend(self.set(origin, s.kind, Name::Arc(s.name), s.value));
+            }
         }
         changed
     }
@@ -198,7 +251,7 @@ impl Table {
 
     /// Removes everything of `origin`.
     pub fn remove_origin(&mut self, origin: &str) -> Vec<Change> {
-        self.replace_origin(origin, Vec::new())
+        self.replace_origin(origin, Staging::default())
     }
 
     /// Everything except `origin`'s own states (what a snapshot for that agent holds), made
@@ -267,13 +320,12 @@ mod tests {
         );
         t.apply(Entry::device("a", "SIP/2", Inuse));
         t.apply(Entry::device("b", "SIP/1", Busy));
-        let changed = t.replace_origin(
-            "a",
-            vec![
-                staged(Entry::device("a", "SIP/2", NotInuse)),
-                staged(Entry::device("a", "SIP/3", Ringing)),
-            ],
-        );
+        let mut sync = Staging::default();
+        sync.extend([staged(Entry::device("a", "SIP/2", NotInuse))]);
+        sync.extend([]);
+        sync.extend([staged(Entry::device("a", "SIP/3", Ringing))]);
+        assert_eq!((sync.len(), sync.chunks.len()), (2, 2));
+        let changed = t.replace_origin("a", sync);
         let names: Vec<_> = changed
             .iter()
             .map(|c| (&*c.name, c.entry().state))
@@ -346,7 +398,7 @@ mod tests {
         let first = t.apply(Entry::device("a", "SIP/1", Inuse)).unwrap();
         let second = t.apply(Entry::device("a", "SIP/1", Busy)).unwrap();
         assert!(Arc::ptr_eq(&first.name, &second.name) && Arc::ptr_eq(&first.origin, &second.origin));
-        let synced = t.replace_origin("a", vec![staged(Entry::device("a", "SIP/1", Ringing))]);
+        let synced = t.replace_origin("a", vec![staged(Entry::device("a", "SIP/1", Ringing))].into());
         assert!(
             Arc::ptr_eq(&synced[0].name, &first.name),
             "the table keeps its own name"

@@ -283,6 +283,21 @@ fn watch_log(child: &mut Child, entries: usize) -> std::sync::mpsc::Receiver<(&'
     rx
 }
 
+/// When the process `pid` has used no CPU for half a second (it is done with what it was
+/// doing): the moment its last work ended.
+async fn idle(pid: u32, limit: Duration) -> Instant {
+    let start = Instant::now();
+    let (mut ticks, mut last) = (cpu_ticks(pid), Instant::now());
+    while start.elapsed() < limit && last.elapsed() < Duration::from_millis(500) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = cpu_ticks(pid);
+        if now != ticks {
+            (ticks, last) = (now, Instant::now());
+        }
+    }
+    last
+}
+
 fn secs(from: Instant, to: Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64()
 }
@@ -344,6 +359,13 @@ pub async fn run(n: usize, settle: u64) -> anyhow::Result<()> {
         sim_cpu[1] * 100.0
     );
     println!("  broker: {broker_mem} | receiving agent s1: {receiving_mem} | origin agent s0: {sender_mem}");
+    let remembered = receiver.sim.with_world(|w| {
+        w.astdb_other
+            .keys()
+            .filter(|k| k.starts_with(&format!("/{}/", agent::memory::FAMILY)))
+            .count()
+    });
+    println!("  s1's astdb remembers {remembered} of the {total} mirror names (DBPut before each first write)");
     let mut busy: Vec<&str> = ["s0", "s1"]
         .into_iter()
         .zip(&sim_cpu)
@@ -393,6 +415,21 @@ pub async fn run(n: usize, settle: u64) -> anyhow::Result<()> {
         memory(joining)
     );
     busy.extend((sim_cpu[0] > SIM_BUSY).then_some("s2"));
+
+    // An AMI reconnect of the receiver: its lists now hold every mirror, and astdb every name.
+    let setvars = received.lock().expect("tracker").setvars;
+    receiver.sim.drop_connections();
+    let cut = Instant::now();
+    while receiver.sim.sessions() == 0 && cut.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reread = idle(receiving, limit).await;
+    println!(
+        "  AMI reconnect of s1 (DeviceStateList and astdb now list every mirror): read again in {:.2} s, {} mirrors written again; receiving agent s1: {}",
+        secs(cut, reread),
+        received.lock().expect("tracker").setvars - setvars,
+        memory(receiving)
+    );
     if busy.is_empty() {
         println!(
             "  the simulated servers' threads were busy under {:.0}% of the time: hintbus, not they, set the pace",

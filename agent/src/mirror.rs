@@ -7,49 +7,90 @@
 //! map to one target are not allowed to overwrite each other silently: the target shows their
 //! combination (device states aggregated as in a hint, the newest presence), and a warning
 //! names the collision.
+//!
+//! Sized for 100,000 remote devices: every name of the mirror namespace is stored once, in
+//! [`Mirror::names`], with all that is known of it (its target, whether astdb remembers it, what
+//! Asterisk shows); a remote key points to its target by index; values are [`Packed`] (16
+//! bytes), and the one source and the one write on the way that a target usually has are held
+//! inline, not in a map or a queue of their own (those took 1.7 KB per target).
 
 use crate::template::Template;
 use ami::{DeviceState, PresenceState};
-use proto::{Key, Kind, Value};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use indexmap::IndexMap;
+use proto::{Key, Kind, Packed, Value};
+use smallvec::SmallVec;
+use std::collections::{HashMap, HashSet};
 use tracing::warn;
 
+/// Everything known of one name of the mirror namespace.
 #[derive(Debug, Default)]
+struct Name {
+    /// Some while remote states land on it.
+    target: Option<Target>,
+    /// Every name this agent has written on its Asterisk, as remembered in that Asterisk's
+    /// astdb (see [`crate::memory`]): ours even before the broker's snapshot says so.
+    known: bool,
+    /// What this Asterisk shows on it, as far as we know, and our writes on the way.
+    shown: Option<Shown>,
+}
+
+#[derive(Debug)]
 struct Target {
-    kind: Option<Kind>,
-    /// Value by origin.
-    sources: BTreeMap<String, Value>,
-    /// Order in which sources last changed (for presence: newest wins).
-    stamp: BTreeMap<String, u64>,
+    kind: Kind,
+    /// Value by origin, with the order in which they last changed (for presence: newest wins).
+    sources: SmallVec<[Source; 1]>,
     collision_warned: bool,
+}
+
+#[derive(Debug)]
+struct Source {
+    /// Index in [`Mirror::origins`].
+    origin: u32,
+    stamp: u64,
+    value: Packed,
+}
+
+/// The remote keys of one origin, by kind (index of [`kind_index`]) and name: the index of
+/// their target in [`Mirror::names`].
+#[derive(Debug)]
+struct OriginKeys {
+    id: u32,
+    names: [HashMap<Box<str>, u32>; 2],
+}
+
+fn kind_index(kind: Kind) -> usize {
+    match kind {
+        Kind::Device => 0,
+        Kind::Presence => 1,
+    }
 }
 
 #[derive(Debug)]
 pub struct Mirror {
     device_template: Template,
     presence_template: Template,
-    targets: HashMap<String, Target>,
-    by_key: HashMap<Key, String>,
+    /// The mirror namespace: targets, and the names astdb says we wrote, each once, in the
+    /// order first seen. Never shrinks (a name once ours stays known, as astdb keeps it).
+    names: IndexMap<String, Name>,
+    /// Remote key -> target, by origin.
+    by_key: HashMap<Box<str>, OriginKeys>,
+    /// Origin names by id.
+    origins: Vec<Box<str>>,
     /// What restarting Asterisk turns our slash names into (`Custom:SIP/100` -> `Custom:100`).
-    artifacts: HashSet<String>,
-    /// Every name this agent has written on its Asterisk, as remembered in that Asterisk's
-    /// astdb (see [`crate::memory`]): ours even before the broker's snapshot says so.
-    known: HashSet<String>,
-    /// New targets not yet remembered in astdb, with the origin they are written for.
-    unremembered: Vec<(String, String)>,
-    /// This server's own (genuine) states' names, as last read: a remote state never lands on
-    /// one of them.
-    local: HashSet<String>,
-    /// Remote keys refused because their target is one of this server's own names, or not a
-    /// name Asterisk can take.
-    refused: HashSet<Key>,
+    artifacts: HashSet<Box<str>>,
     /// astdb told us which names are ours. Without that, a name of ours that Asterisk
     /// restored cannot be told from one of its own, so no name is refused as the server's.
     memory: bool,
+    /// New targets not yet remembered in astdb, with the origin they are written for.
+    unremembered: Vec<(u32, u32)>,
+    /// This server's own (genuine) states' names, as last read: a remote state never lands on
+    /// one of them.
+    local: HashSet<Box<str>>,
+    /// Remote keys refused because their target is one of this server's own names, or not a
+    /// name Asterisk can take.
+    refused: HashSet<Key>,
     /// Remote states refused because they would land on this server's own names.
     pub local_collisions: u64,
-    /// What this Asterisk shows on each target, as far as we know, and our writes on the way.
-    shown: HashMap<String, Shown>,
     clock: u64,
     pub collisions: u64,
     pub name_errors: u64,
@@ -60,26 +101,42 @@ impl Mirror {
         Mirror {
             device_template,
             presence_template,
-            targets: HashMap::new(),
+            names: IndexMap::new(),
             by_key: HashMap::new(),
+            origins: Vec::new(),
             artifacts: HashSet::new(),
-            known: HashSet::new(),
+            memory: false,
             unremembered: Vec::new(),
             local: HashSet::new(),
             refused: HashSet::new(),
-            memory: false,
             local_collisions: 0,
-            shown: HashMap::new(),
             clock: 0,
             collisions: 0,
             name_errors: 0,
         }
     }
 
+    /// The record of `name`, made if it has none yet.
+    fn name_mut(&mut self, name: &str) -> (u32, &mut Name) {
+        let i = match self.names.get_index_of(name) {
+            Some(i) => i,
+            None => self.names.insert_full(name.to_string(), Name::default()).0,
+        };
+        (i as u32, &mut self.names[i])
+    }
+
+    fn is_known(&self, name: &str) -> bool {
+        self.names.get(name).is_some_and(|n| n.known)
+    }
+
+    fn shown(&self, name: &str) -> Option<&Shown> {
+        self.names.get(name).and_then(|n| n.shown.as_ref())
+    }
+
     /// Whether `name` is one of ours: a target we write, or one we wrote before (this run or
     /// an earlier one, of this agent or of the one before it).
     pub fn is_target(&self, name: &str) -> bool {
-        self.targets.contains_key(name) || self.known.contains(name)
+        self.names.get(name).is_some_and(|n| n.target.is_some() || n.known)
     }
 
     /// Whether `name` is a mirror of a mirror of a mirror (`Custom:Custom:Custom:SIP/100` under
@@ -93,7 +150,7 @@ impl Mirror {
     /// What Asterisk's restore makes of a stale name is not a state of this server either.
     pub fn stale_restored_as(&mut self, name: &str) {
         if let Some(a) = restored_name(name) {
-            self.artifacts.insert(a);
+            self.add_artifact(a);
         }
     }
 
@@ -110,25 +167,36 @@ impl Mirror {
         self.memory = kept;
         for n in names {
             if let Some(a) = restored_name(&n) {
-                self.artifacts.insert(a);
+                self.add_artifact(a);
             }
-            self.known.insert(n);
+            self.name_mut(&n).1.known = true;
         }
         // Names refused before are looked at again against what is read now.
         self.refused.clear();
     }
 
+    /// Notes what a restart of Asterisk makes of one of our names (see [`restored_name`]).
+    fn add_artifact(&mut self, a: String) {
+        if !self.artifacts.contains(a.as_str()) {
+            self.artifacts.insert(a.into());
+        }
+    }
+
     /// A remembered name's DBPut failed: it is remembered at the next write instead.
     pub fn unremember(&mut self, target: &str, origin: &str) {
-        if self.known.remove(target) {
-            self.unremembered.push((target.to_string(), origin.to_string()));
+        let Some(i) = self.names.get_index_of(target) else {
+            return;
+        };
+        if std::mem::replace(&mut self.names[i].known, false) {
+            let origin = self.origin_id(origin);
+            self.unremembered.push((i as u32, origin));
         }
     }
 
     /// `name` is one of this server's own states (read from its Asterisk).
     pub fn local_seen(&mut self, name: &str) {
         if !self.local.contains(name) {
-            self.local.insert(name.to_string());
+            self.local.insert(name.into());
         }
     }
 
@@ -140,26 +208,39 @@ impl Mirror {
     /// Whether `name` is a target that this agent never wrote (neither this run nor before):
     /// when Asterisk shows it, it is the server's own state, not a mirror.
     pub fn is_unclaimed_target(&self, name: &str) -> bool {
-        self.memory && self.targets.contains_key(name) && !self.known.contains(name)
+        self.memory && self.names.get(name).is_some_and(|n| n.target.is_some() && !n.known)
     }
 
     /// `target` turned out to be one of this server's own names: every remote state mapped to
     /// it is refused (warned once, counted) and it is no longer a target.
     pub fn collide(&mut self, target: &str) {
-        let Some(t) = self.targets.remove(target) else { return };
-        self.unremembered.retain(|(n, _)| n != target);
-        self.shown.remove(target);
-        let keys: Vec<Key> = self
-            .by_key
-            .iter()
-            .filter(|(_, n)| n.as_str() == target)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let Some((i, _, n)) = self.names.get_full_mut(target) else {
+            return;
+        };
+        if n.target.take().is_none() {
+            return;
+        }
+        n.shown = None;
+        let i = i as u32;
+        self.unremembered.retain(|(t, _)| *t != i);
+        let mut keys = Vec::new();
+        for (origin, o) in &mut self.by_key {
+            for kind in [Kind::Device, Kind::Presence] {
+                o.names[kind_index(kind)].retain(|name, t| {
+                    if *t == i {
+                        keys.push(Key {
+                            origin: origin.to_string(),
+                            kind,
+                            name: name.to_string(),
+                        });
+                    }
+                    *t != i
+                });
+            }
+        }
         for k in keys {
-            self.by_key.remove(&k);
             self.refused_collision(&k, target);
         }
-        drop(t);
     }
 
     fn refused_collision(&mut self, key: &Key, target: &str) {
@@ -178,17 +259,61 @@ impl Mirror {
     /// to be remembered before their first write.
     pub fn take_unremembered(&mut self) -> Vec<(String, String)> {
         let new = std::mem::take(&mut self.unremembered);
-        new.into_iter().filter(|(t, _)| self.known.insert(t.clone())).collect()
+        let mut out = Vec::with_capacity(new.len());
+        for (t, origin) in new {
+            let (name, n) = self.names.get_index_mut(t as usize).expect("names are never removed");
+            if !std::mem::replace(&mut n.known, true) {
+                out.push((name.clone(), self.origins[origin as usize].to_string()));
+            }
+        }
+        out
     }
 
     pub fn targets(&self) -> impl Iterator<Item = &String> {
-        self.targets.keys()
+        self.names
+            .iter()
+            .filter(|(_, n)| n.target.is_some())
+            .map(|(name, _)| name)
+    }
+
+    /// The id of `origin`, made if it has none yet.
+    fn origin_id(&mut self, origin: &str) -> u32 {
+        if let Some(o) = self.by_key.get(origin) {
+            return o.id;
+        }
+        let id = self.origins.len() as u32;
+        self.origins.push(origin.into());
+        self.by_key.insert(
+            origin.into(),
+            OriginKeys {
+                id,
+                names: Default::default(),
+            },
+        );
+        id
     }
 
     /// Sets (or with None removes) one remote state; returns the target it lands on.
     pub fn set(&mut self, key: &Key, value: Option<Value>) -> Option<String> {
-        let target = match self.by_key.get(key) {
-            Some(t) => t.clone(),
+        let i = self.set_index(key, value)?;
+        Some(
+            self.names
+                .get_index(i as usize)
+                .expect("names are never removed")
+                .0
+                .clone(),
+        )
+    }
+
+    /// [`Mirror::set`], returning the target's index in [`Mirror::names`].
+    fn set_index(&mut self, key: &Key, value: Option<Value>) -> Option<u32> {
+        let mapped = self
+            .by_key
+            .get(key.origin.as_str())
+            .and_then(|o| o.names[kind_index(key.kind)].get(key.name.as_str()))
+            .copied();
+        let i = match mapped {
+            Some(i) => i,
             None if self.refused.contains(key) => return None,
             None => {
                 let template = if key.kind == Kind::Device {
@@ -197,19 +322,23 @@ impl Mirror {
                     &self.presence_template
                 };
                 match template.render(&key.origin, &key.name) {
-                    Ok(t) if self.memory && self.local.contains(&t) && !self.known.contains(&t) => {
+                    Ok(t) if self.memory && self.local.contains(t.as_str()) && !self.is_known(&t) => {
                         self.refused_collision(key, &t);
                         return None;
                     }
                     Ok(t) => {
-                        self.by_key.insert(key.clone(), t.clone());
-                        if !self.known.contains(&t) {
-                            self.unremembered.push((t.clone(), key.origin.clone()));
+                        let origin = self.origin_id(&key.origin);
+                        let (i, n) = self.name_mut(&t);
+                        let known = n.known;
+                        self.by_key.get_mut(key.origin.as_str()).expect("made above").names[kind_index(key.kind)]
+                            .insert(key.name.as_str().into(), i);
+                        if !known {
+                            self.unremembered.push((i, origin));
                         }
                         if let Some(a) = restored_name(&t) {
-                            self.artifacts.insert(a);
+                            self.add_artifact(a);
                         }
-                        t
+                        i
                     }
                     Err(e) => {
                         // Said once per remote name: its every change would say it again.
@@ -223,77 +352,100 @@ impl Mirror {
             }
         };
         self.clock += 1;
-        // Looked up before inserting: the common case (a known target and origin) allocates
-        // nothing, which is most of an agent's work under load.
-        if !self.targets.contains_key(&target) {
-            self.targets.insert(target.clone(), Target::default());
-        }
-        let t = self.targets.get_mut(&target).expect("inserted above");
-        t.kind = Some(key.kind);
+        let clock = self.clock;
+        let origin = self.origin_id(&key.origin);
+        let (target, n) = self.names.get_index_mut(i as usize).expect("names are never removed");
+        let t = n.target.get_or_insert_with(|| Target {
+            kind: key.kind,
+            sources: SmallVec::new(),
+            collision_warned: false,
+        });
+        t.kind = key.kind;
         match value {
-            Some(v) => match (t.sources.get_mut(&key.origin), t.stamp.get_mut(&key.origin)) {
-                (Some(source), Some(stamp)) => {
-                    *source = v;
-                    *stamp = self.clock;
+            Some(v) => match t.sources.iter_mut().find(|s| s.origin == origin) {
+                Some(source) => {
+                    source.value = v.into();
+                    source.stamp = clock;
                 }
-                _ => {
-                    t.sources.insert(key.origin.clone(), v);
-                    t.stamp.insert(key.origin.clone(), self.clock);
-                }
+                None => t.sources.push(Source {
+                    origin,
+                    stamp: clock,
+                    value: v.into(),
+                }),
             },
-            None => {
-                t.sources.remove(&key.origin);
-                t.stamp.remove(&key.origin);
-            }
+            None => t.sources.retain(|s| s.origin != origin),
         }
         if t.sources.len() > 1 && !t.collision_warned {
             t.collision_warned = true;
             self.collisions += 1;
-            let origins: Vec<&String> = t.sources.keys().collect();
-            warn!(target = %ami::shown(&target), ?origins, "several servers map to one name: showing their combined state; use {{origin}} in the template to keep them apart");
+            let mut origins: Vec<&str> = t.sources.iter().map(|s| &*self.origins[s.origin as usize]).collect();
+            origins.sort_unstable();
+            warn!(target = %ami::shown(target), ?origins, "several servers map to one name: showing their combined state; use {{origin}} in the template to keep them apart");
         }
-        Some(target)
+        Some(i)
     }
 
     /// Replaces every remote state with `all` (a snapshot); returns the targets touched.
     /// With `merge`, states missing from `all` are kept (a new broker is still being filled).
     pub fn replace_all(&mut self, all: Vec<(Key, Value)>, merge: bool) -> Vec<String> {
         let mut touched = HashSet::new();
-        let incoming: HashSet<Key> = all.iter().map(|(k, _)| k.clone()).collect();
-        if !merge {
-            let known: Vec<Key> = self
-                .by_key
-                .iter()
-                .filter(|(k, t)| {
-                    !incoming.contains(*k) && self.targets.get(*t).is_some_and(|x| x.sources.contains_key(&k.origin))
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in known {
-                touched.extend(self.set(&k, None));
+        // Nothing mapped yet (a first snapshot): nothing to remove, and no need to index `all`.
+        if !merge && !self.by_key.is_empty() {
+            let gone: Vec<Key> = {
+                let incoming: HashSet<(&str, Kind, &str)> = all
+                    .iter()
+                    .map(|(k, _)| (k.origin.as_str(), k.kind, k.name.as_str()))
+                    .collect();
+                let mut gone = Vec::new();
+                for (origin, o) in &self.by_key {
+                    for kind in [Kind::Device, Kind::Presence] {
+                        for (name, t) in &o.names[kind_index(kind)] {
+                            let sourced = self.names[*t as usize]
+                                .target
+                                .as_ref()
+                                .is_some_and(|x| x.sources.iter().any(|s| s.origin == o.id));
+                            if sourced && !incoming.contains(&(&**origin, kind, &**name)) {
+                                gone.push(Key {
+                                    origin: origin.to_string(),
+                                    kind,
+                                    name: name.to_string(),
+                                });
+                            }
+                        }
+                    }
+                }
+                gone
+            };
+            for k in gone {
+                touched.extend(self.set_index(&k, None));
             }
         }
         for (k, v) in all {
-            touched.extend(self.set(&k, Some(v)));
+            touched.extend(self.set_index(&k, Some(v)));
         }
-        touched.into_iter().collect()
+        touched
+            .into_iter()
+            .map(|i| {
+                self.names
+                    .get_index(i as usize)
+                    .expect("names are never removed")
+                    .0
+                    .clone()
+            })
+            .collect()
     }
 
     /// What the target should show now.
     pub fn desired(&self, target: &str) -> Option<Value> {
-        let t = self.targets.get(target)?;
-        Some(match t.kind? {
-            Kind::Device => Value::Device(DeviceState::aggregate(t.sources.values().filter_map(|v| match v {
-                Value::Device(d) => Some(*d),
+        let t = self.names.get(target)?.target.as_ref()?;
+        Some(match t.kind {
+            Kind::Device => Value::Device(DeviceState::aggregate(t.sources.iter().filter_map(|s| match s.value {
+                Packed::Device(d) => Some(d),
                 _ => None,
             }))),
             Kind::Presence => {
-                let newest = t
-                    .stamp
-                    .iter()
-                    .max_by_key(|(_, s)| **s)
-                    .and_then(|(o, _)| t.sources.get(o));
-                newest.cloned().unwrap_or(Value::Presence {
+                let newest = t.sources.iter().max_by_key(|s| s.stamp);
+                newest.map(|s| Value::from(&s.value)).unwrap_or(Value::Presence {
                     state: PresenceState::NotSet,
                     subtype: String::new(),
                     message: String::new(),
@@ -307,25 +459,27 @@ impl Mirror {
     pub fn needs_write(&self, target: &str) -> Option<Value> {
         let want = self.desired(target)?;
         let have = self
-            .shown
-            .get(target)
-            .and_then(|s| s.inflight.back().or(s.applied.as_ref()));
-        (have != Some(&want)).then_some(want)
+            .shown(target)
+            .and_then(|s| s.inflight.last().or(s.applied.as_ref()));
+        (!have.is_some_and(|h| *h == want)).then_some(want)
     }
 
     /// A write of `v` on `target` was sent.
     pub fn mark_inflight(&mut self, target: &str, v: Value) {
-        let s = self.shown.entry(target.to_string()).or_default();
-        s.inflight.push_back(v.clone());
-        s.echoes.push_back(v);
+        let s = self.name_mut(target).1.shown.get_or_insert_with(Shown::default);
+        let v = Packed::from(v);
+        s.inflight.push(v.clone());
+        s.echoes.push(v);
         if s.echoes.len() > MAX_ECHOES {
-            s.echoes.pop_front();
+            s.echoes.remove(0);
         }
     }
 
     /// The answer to a write of `v` on `target` came: success or not.
     pub fn write_done(&mut self, target: &str, v: &Value, ok: bool) {
-        let Some(s) = self.shown.get_mut(target) else { return };
+        let Some(s) = self.names.get_mut(target).and_then(|n| n.shown.as_mut()) else {
+            return;
+        };
         if let Some(i) = s.inflight.iter().position(|x| x == v) {
             s.inflight.remove(i);
         }
@@ -335,7 +489,7 @@ impl Mirror {
                 s.echoes.remove(i);
             }
         } else if !s.outside {
-            s.applied = Some(v.clone());
+            s.applied = Some(v.clone().into());
         }
         if s.inflight.is_empty() {
             // From here on `applied` is what Asterisk reported last, or our last write.
@@ -345,14 +499,14 @@ impl Mirror {
 
     /// Asterisk reported `v` on `target` (an event, or a list at resync).
     pub fn observed(&mut self, target: &str, v: Value) {
-        let s = self.shown.entry(target.to_string()).or_default();
+        let s = self.name_mut(target).1.shown.get_or_insert_with(Shown::default);
         if let Some(i) = s.echoes.iter().position(|x| *x == v) {
             // The echo of one of our writes. Echoes of older writes are not coming any more
             // (Asterisk keeps order); one of a write that newer ones follow says nothing of
             // what Asterisk will show, so it is not taken as the current value.
             s.echoes.drain(..=i);
             if s.echoes.is_empty() {
-                s.applied = Some(v);
+                s.applied = Some(v.into());
             }
             return;
         }
@@ -361,12 +515,14 @@ impl Mirror {
         if !s.inflight.is_empty() {
             s.outside = true;
         }
-        s.applied = Some(v);
+        s.applied = Some(v.into());
     }
 
     /// After an AMI reconnect nothing is known of what Asterisk shows.
     pub fn forget_applied(&mut self) {
-        self.shown.clear();
+        for n in self.names.values_mut() {
+            n.shown = None;
+        }
     }
 }
 
@@ -384,15 +540,16 @@ const MAX_ECHOES: usize = 8;
 
 /// What we know of one target on this Asterisk. Answers and events reach the agent through
 /// different channels and events may lag the answers, so both are needed to tell our own
-/// writes' echoes from a change made by someone else.
+/// writes' echoes from a change made by someone else. One write on the way is held inline:
+/// what a target has nearly always.
 #[derive(Debug, Default)]
 struct Shown {
     /// What Asterisk last reported, or what our last answered write set.
-    applied: Option<Value>,
+    applied: Option<Packed>,
     /// Our writes not answered yet, in the order sent.
-    inflight: VecDeque<Value>,
+    inflight: SmallVec<[Packed; 1]>,
     /// Our writes whose echo (the event Asterisk sends for the change) has not come yet.
-    echoes: VecDeque<Value>,
+    echoes: SmallVec<[Packed; 1]>,
     /// A value none of our writes set was reported while writes were on their way: it, not
     /// their answers, says what Asterisk shows.
     outside: bool,
@@ -526,6 +683,51 @@ mod tests {
         m.local_seen("Custom:SIP/8");
         assert!(m.set(&key("a", "SIP/8"), Some(Value::Device(Busy))).is_some());
         assert!(!m.is_unclaimed_target("Custom:SIP/8"));
+    }
+
+    #[test]
+    fn one_record_per_name() {
+        let mut m = mirror();
+        m.remember(["Custom:SIP/9".to_string()], true);
+        let t = m.set(&key("a", "SIP/9"), Some(Value::Device(Busy))).unwrap();
+        assert_eq!(m.names.len(), 1, "a remembered name and its target are one record");
+        assert!(m.take_unremembered().is_empty(), "astdb has it already");
+        m.set(&key("a", "SIP/10"), Some(Value::Device(Inuse)));
+        m.set(&key("b", "SIP/10"), Some(Value::Device(Inuse)));
+        assert_eq!(
+            m.take_unremembered(),
+            [("Custom:SIP/10".to_string(), "a".to_string())],
+            "once per target, with the origin it was first written for"
+        );
+        assert!(m.take_unremembered().is_empty());
+        // What Asterisk shows on a name that is not ours does not make it ours.
+        m.observed("Custom:DND1", Value::Device(Inuse));
+        assert!(!m.is_target("Custom:DND1"));
+        assert_eq!(m.targets().count(), 2);
+        // Once Asterisk is forgotten, a late answer does not say what it shows.
+        m.mark_inflight(&t, Value::Device(Busy));
+        m.forget_applied();
+        m.write_done(&t, &Value::Device(Busy), true);
+        assert_eq!(m.needs_write(&t), Some(Value::Device(Busy)));
+        // Echoes that never come are not kept for ever.
+        for _ in 0..3 * MAX_ECHOES {
+            m.mark_inflight(&t, Value::Device(Inuse));
+        }
+        assert_eq!(m.shown(&t).unwrap().echoes.len(), MAX_ECHOES);
+        // A presence target: packed, and read back as it was set.
+        let p = Key {
+            origin: "a".into(),
+            kind: Kind::Presence,
+            name: "CustomPresence:7".into(),
+        };
+        let away = Value::Presence {
+            state: PresenceState::Away,
+            subtype: "lunch".into(),
+            message: "back at 2, café".into(),
+        };
+        let pt = m.set(&p, Some(away.clone())).unwrap();
+        assert_eq!(m.desired(&pt), Some(away));
+        assert!(std::mem::size_of::<Name>() <= 128, "{}", std::mem::size_of::<Name>());
     }
 
     #[test]

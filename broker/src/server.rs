@@ -9,7 +9,7 @@ use crate::config::{BrokerConfig, LostPolicy};
 use crate::session::Session;
 use crate::stats::Stats;
 use crate::strangers::Strangers;
-use crate::table::Table;
+use crate::table::{Change, Staged, Table};
 use ami::shown;
 use proto::message::MAX_ENTRIES;
 use proto::transport::context;
@@ -311,7 +311,7 @@ impl Core {
         match c {
             Control::Stop => self.stopped.store(true, Ordering::Relaxed),
             Control::Table(tx) => {
-                let _ = tx.send(self.table.all().cloned().collect());
+                let _ = tx.send(self.table.all().collect());
             }
             Control::Agents(tx) => {
                 let now = Instant::now();
@@ -467,7 +467,7 @@ impl Core {
                 match other {
                     Msg::Update { entries } => {
                         let entries = self.validated(&identity, &server, entries);
-                        let changed: Vec<Entry> = entries.into_iter().filter_map(|e| self.table.apply(e)).collect();
+                        let changed: Vec<Change> = entries.into_iter().filter_map(|e| self.table.apply(e)).collect();
                         self.fan_out(changed);
                     }
                     Msg::Sync { entries, last, .. } => {
@@ -481,7 +481,7 @@ impl Core {
                                 "sync larger than 200000 entries".into(),
                             );
                         }
-                        s.sync_buf.extend(entries);
+                        s.sync_buf.extend(entries.iter().filter_map(Staged::new));
                         if last {
                             let all = std::mem::take(&mut s.sync_buf);
                             debug!(%server, entries = all.len(), "sync");
@@ -585,7 +585,7 @@ impl Core {
     }
 
     /// Queues changes for every agent but their origin's, and publishes them on the feed.
-    fn fan_out(&mut self, changed: Vec<Entry>) {
+    fn fan_out(&mut self, changed: Vec<Change>) {
         if changed.is_empty() {
             return;
         }
@@ -594,12 +594,10 @@ impl Core {
         let now = Instant::now();
         for s in self.sessions.values_mut() {
             let before = s.outbox.coalesced;
-            let mut queued = 0;
-            for e in changed.iter().filter(|e| e.origin != s.server) {
-                s.outbox.push(e.clone());
-                queued += 1;
-            }
-            s.count_queued(queued, now);
+            let theirs = |e: &&Change| *e.origin != *s.server;
+            let queued = changed.iter().filter(theirs).count();
+            s.outbox.push_all(changed.iter().filter(theirs).cloned(), queued);
+            s.count_queued(queued as u64, now);
             Stats::add(&self.stats.coalesced, s.outbox.coalesced - before);
         }
         if let Some(feed) = &self.feed {
@@ -613,7 +611,7 @@ impl Core {
                     },
                     e.origin
                 );
-                let body = serde_json::to_vec(e).expect("entries serialize");
+                let body = serde_json::to_vec(&e.entry()).expect("entries serialize");
                 // PUB never blocks: a slow observer loses messages, agents are not affected.
                 let _ = feed.send_multipart([topic.as_bytes(), &body[..]], zmq::DONTWAIT);
             }
@@ -643,21 +641,26 @@ impl Core {
         let Some(s) = self.sessions.get(id) else { return };
         if s.snapshot_owed {
             let seq = s.seq;
-            let entries: Vec<Entry> = self.table.others(&s.server).cloned().collect();
-            let chunks: Vec<&[Entry]> = if entries.is_empty() {
-                vec![&[]]
-            } else {
-                entries.chunks(batch).collect()
-            };
-            let n = chunks.len();
-            for (i, chunk) in chunks.into_iter().enumerate() {
+            // Made chunk by chunk from the table as it is sent: never a copy of the whole table.
+            let server = s.server.clone();
+            let mut entries = self.table.others(&server).peekable();
+            let mut chunks = 0;
+            while chunks == 0 || entries.peek().is_some() {
+                let chunk: Vec<Entry> = entries.by_ref().take(batch).collect();
                 let msg = Msg::Snapshot {
                     seq,
-                    entries: chunk.to_vec(),
-                    last: i + 1 == n,
+                    entries: chunk,
+                    last: entries.peek().is_none(),
                 };
                 // A snapshot is sent whole or not at all; a partial one is asked for again.
-                if let Err(e) = self.send(id, &msg) {
+                let sent = self.router.send_multipart([id, &msg.encode()[..]], zmq::DONTWAIT);
+                if let Err(e) = sent {
+                    drop(entries);
+                    if chunks > 0 {
+                        if let Some(s) = self.sessions.get_mut(id) {
+                            s.last_sent = Instant::now();
+                        }
+                    }
                     Stats::add(&self.stats.backpressure, 1);
                     debug!(error = %e, "snapshot deferred");
                     if e == zmq::Error::EHOSTUNREACH {
@@ -667,9 +670,12 @@ impl Core {
                     }
                     return;
                 }
+                chunks += 1;
             }
+            drop(entries);
             Stats::add(&self.stats.snapshots, 1);
             if let Some(s) = self.sessions.get_mut(id) {
+                s.last_sent = Instant::now();
                 s.backpressured = false;
                 s.snapshot_owed = false;
             }

@@ -1,8 +1,8 @@
 //! One agent's session with the broker.
 
 use crate::outbox::Outbox;
+use crate::table::Staging;
 use crate::throttle::{Bucket, LogThrottle};
-use proto::Entry;
 use std::time::{Duration, Instant};
 
 /// How often an agent's update rate is sampled, at most.
@@ -21,8 +21,8 @@ pub struct Session {
     pub outbox: Outbox,
     /// A snapshot is owed (asked for, or deferred by backpressure).
     pub snapshot_owed: bool,
-    /// Chunks of a sync not yet complete.
-    pub sync_buf: Vec<Entry>,
+    /// Chunks of a sync not yet complete, packed (a server's whole state may wait here).
+    pub sync_buf: Staging,
     /// The rate limit: messages left, refilled continuously.
     pub bucket: Bucket,
     pub last_limited_notice: Option<Instant>,
@@ -86,7 +86,7 @@ impl Session {
             seq: 0,
             outbox: Outbox::default(),
             snapshot_owed: false,
-            sync_buf: Vec::new(),
+            sync_buf: Staging::default(),
             bucket: Bucket::new(now),
             last_limited_notice: None,
             log: LogThrottle::default(),

@@ -2,102 +2,301 @@
 //!
 //! Ordered by origin first, so that one server's states are one range (its sync replaces
 //! that range; its loss marks that range). Every change gets the next version number.
+//!
+//! Packed for size: a server may have 100,000 devices. Each origin is stored once, each name
+//! once (an `Arc<str>` that the changes queued for agents share rather than copy), and each
+//! value in 16 bytes ([`Packed`]); an [`Entry`] (136 bytes and three strings of its own) is
+//! only made when one is sent.
 
-use proto::{Entry, Key, Kind};
-use std::collections::BTreeMap;
+use proto::{Entry, Kind, Packed};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// One change of the table, as it is queued for the agents and the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub origin: Arc<str>,
+    pub kind: Kind,
+    pub name: Arc<str>,
+    /// None: removed.
+    pub value: Option<Packed>,
+    pub version: u64,
+}
+
+impl Change {
+    /// The change as it travels.
+    pub fn entry(&self) -> Entry {
+        Entry::from_packed(&self.origin, self.kind, &self.name, self.value.as_ref(), self.version)
+    }
+
+    pub fn same_key(&self, other: &Change) -> bool {
+        self.kind == other.kind && self.name == other.name && self.origin == other.origin
+    }
+}
+
+/// One entry of a sync, validated and packed, held until the sync's last chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub kind: Kind,
+    pub name: Arc<str>,
+    pub value: Option<Packed>,
+}
+
+impl Staged {
+    /// None when the entry is not valid (the broker validates before it stages).
+    pub fn new(e: &Entry) -> Option<Staged> {
+        let value = e.value().ok()?;
+        Some(Staged {
+            kind: e.kind,
+            name: e.name.as_str().into(),
+            value: value.map(Packed::from),
+        })
+    }
+}
+
+/// A sync's entries until its last chunk, in the chunks they came in: one vector of a whole
+/// server's state would be copied every time it grew.
+#[derive(Debug, Default)]
+pub struct Staging {
+    chunks: Vec<Vec<Staged>>,
+    len: usize,
+}
+
+impl Staging {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        *self = Staging::default();
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Staged> {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl Extend<Staged> for Staging {
+    /// Adds one chunk.
+    fn extend<I: IntoIterator<Item = Staged>>(&mut self, iter: I) {
+        let mut chunk: Vec<Staged> = iter.into_iter().collect();
+        if !chunk.is_empty() {
+            chunk.shrink_to_fit();
+            self.len += chunk.len();
+            self.chunks.push(chunk);
+        }
+    }
+}
+
+impl From<Vec<Staged>> for Staging {
+    fn from(chunk: Vec<Staged>) -> Staging {
+        let mut s = Staging::default();
+        s.extend(chunk);
+        s
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    value: Packed,
+    version: u64,
+}
+
+/// One origin's states: devices, then presence (the order of [`Kind`]), each by name.
+#[derive(Debug, Default)]
+struct Origin {
+    kinds: [BTreeMap<Arc<str>, Slot>; 2],
+}
+
+fn index(kind: Kind) -> usize {
+    match kind {
+        Kind::Device => 0,
+        Kind::Presence => 1,
+    }
+}
+
+const KINDS: [Kind; 2] = [Kind::Device, Kind::Presence];
 
 #[derive(Default)]
 pub struct Table {
-    entries: BTreeMap<Key, Entry>,
+    origins: BTreeMap<Arc<str>, Origin>,
+    len: usize,
     version: u64,
 }
 
 impl Table {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     pub fn version(&self) -> u64 {
         self.version
     }
 
-    /// Applies one validated entry; returns it, versioned, if the table changed.
-    pub fn apply(&mut self, mut e: Entry) -> Option<Entry> {
-        let key = e.key();
-        if e.state.is_none() {
-            self.entries.remove(&key)?;
-            self.version += 1;
-            e.version = self.version;
-            return Some(e);
-        }
-        if let Some(old) = self.entries.get(&key) {
-            if old.state == e.state && old.subtype == e.subtype && old.message == e.message {
-                return None;
-            }
-        }
-        self.version += 1;
-        e.version = self.version;
-        self.entries.insert(key, e.clone());
-        Some(e)
+    /// Applies one validated entry; returns the change, versioned, if the table changed.
+    pub fn apply(&mut self, e: Entry) -> Option<Change> {
+        let value = e.value().ok()?.map(Packed::from);
+        self.set(&e.origin, e.kind, Name::Str(&e.name), value)
     }
 
-    fn origin_range<'a>(&'a self, origin: &'a str) -> impl Iterator<Item = (&'a Key, &'a Entry)> + 'a {
-        let start = Key {
-            origin: origin.to_string(),
-            kind: Kind::Device,
-            name: String::new(),
+    /// Sets (or with None removes) one state.
+    fn set(&mut self, origin: &str, kind: Kind, name: Name, value: Option<Packed>) -> Option<Change> {
+        let Some(value) = value else {
+            let origin = self.origins.get_key_value(origin)?.0.clone();
+            let states = self.origins.get_mut(&origin).expect("looked up above");
+            let (name, _) = states.kinds[index(kind)].remove_entry(name.as_str())?;
+            self.len -= 1;
+            self.version += 1;
+            return Some(Change {
+                origin,
+                kind,
+                name,
+                value: None,
+                version: self.version,
+            });
         };
-        self.entries.range(start..).take_while(move |(k, _)| k.origin == origin)
+        let origin = match self.origins.get_key_value(origin) {
+            Some((o, _)) => o.clone(),
+            None => {
+                let o: Arc<str> = origin.into();
+                self.origins.insert(o.clone(), Origin::default());
+                o
+            }
+        };
+        let states = &mut self.origins.get_mut(&origin).expect("inserted above").kinds[index(kind)];
+        let version = self.version + 1;
+        let name = match states.get_key_value(name.as_str()) {
+            Some((_, slot)) if slot.value == value => return None,
+            Some((n, _)) => {
+                let n = n.clone();
+                let slot = states.get_mut(&n).expect("looked up above");
+                slot.value = value.clone();
+                slot.version = version;
+                n
+            }
+            None => {
+                let n = name.into_arc();
+                states.insert(
+                    n.clone(),
+                    Slot {
+                        value: value.clone(),
+                        version,
+                    },
+                );
+                self.len += 1;
+                n
+            }
+        };
+        self.version = version;
+        Some(Change {
+            origin,
+            kind,
+            name,
+            value: Some(value),
+            version,
+        })
     }
 
     /// Replaces everything of `origin` with `entries`: what is missing is removed.
-    pub fn replace_origin(&mut self, origin: &str, entries: Vec<Entry>) -> Vec<Entry> {
-        let incoming: std::collections::HashSet<Key> = entries.iter().map(Entry::key).collect();
-        let gone: Vec<Key> = self
-            .origin_range(origin)
-            .map(|(k, _)| k.clone())
-            .filter(|k| !incoming.contains(k))
-            .collect();
-        let mut changed = Vec::new();
-        for k in gone {
-            changed.extend(self.apply(Entry::from_value(k, None)));
+    pub fn replace_origin(&mut self, origin: &str, entries: Staging) -> Vec<Change> {
+        let gone: Vec<(Kind, Arc<str>)> = match self.origins.get(origin) {
+            Some(states) => {
+                let incoming: HashSet<(Kind, &str)> = entries.iter().map(|s| (s.kind, &*s.name)).collect();
+                KINDS
+                    .iter()
+                    .flat_map(|k| states.kinds[index(*k)].keys().map(move |n| (*k, n)))
+                    .filter(|(k, n)| !incoming.contains(&(*k, &***n)))
+                    .map(|(k, n)| (k, n.clone()))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        // A new origin: every entry is a change (room made once, not at each doubling).
+        let mut changed = Vec::with_capacity(if self.origins.contains_key(origin) {
+            0
+        } else {
+            entries.len()
+        });
+        for (kind, name) in gone {
+            changed.extend(self.set(origin, kind, Name::Arc(name), None));
         }
-        for e in entries {
-            changed.extend(self.apply(e));
+        for chunk in entries.chunks {
+            for s in chunk {
+                changed.extend(self.set(origin, s.kind, Name::Arc(s.name), s.value));
+            }
         }
         changed
     }
 
     /// A lost origin's devices all read `state` (presence is left as it was: a person's
     /// status is not a device's reachability).
-    pub fn mark_devices(&mut self, origin: &str, state: ami::DeviceState) -> Vec<Entry> {
-        let keys: Vec<Key> = self
-            .origin_range(origin)
-            .filter(|(k, _)| k.kind == Kind::Device)
-            .map(|(k, _)| k.clone())
-            .collect();
-        keys.into_iter()
-            .filter_map(|k| self.apply(Entry::from_value(k, Some(proto::Value::Device(state)))))
+    pub fn mark_devices(&mut self, origin: &str, state: ami::DeviceState) -> Vec<Change> {
+        let names: Vec<Arc<str>> = match self.origins.get(origin) {
+            Some(states) => states.kinds[index(Kind::Device)].keys().cloned().collect(),
+            None => Vec::new(),
+        };
+        names
+            .into_iter()
+            .filter_map(|n| self.set(origin, Kind::Device, Name::Arc(n), Some(Packed::Device(state))))
             .collect()
     }
 
     /// Removes everything of `origin`.
-    pub fn remove_origin(&mut self, origin: &str) -> Vec<Entry> {
-        self.replace_origin(origin, Vec::new())
+    pub fn remove_origin(&mut self, origin: &str) -> Vec<Change> {
+        self.replace_origin(origin, Staging::default())
     }
 
-    /// Everything except `origin`'s own states (what a snapshot for that agent holds).
-    pub fn others(&self, origin: &str) -> impl Iterator<Item = &Entry> + '_ {
-        let origin = origin.to_string();
-        self.entries.values().filter(move |e| e.origin != origin)
+    /// Everything except `origin`'s own states (what a snapshot for that agent holds), made
+    /// into entries one at a time as they are taken.
+    pub fn others<'a>(&'a self, origin: &'a str) -> impl Iterator<Item = Entry> + 'a {
+        self.entries().filter(move |(o, ..)| &***o != origin).map(entry)
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.entries.values()
+    pub fn all(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.entries().map(entry)
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&Arc<str>, Kind, &Arc<str>, &Slot)> + '_ {
+        self.origins.iter().flat_map(|(o, states)| {
+            KINDS
+                .iter()
+                .flat_map(move |k| states.kinds[index(*k)].iter().map(move |(n, s)| (o, *k, n, s)))
+        })
+    }
+}
+
+fn entry((origin, kind, name, slot): (&Arc<str>, Kind, &Arc<str>, &Slot)) -> Entry {
+    Entry::from_packed(origin, kind, name, Some(&slot.value), slot.version)
+}
+
+/// A name to look up, and to store if it is new: from an entry (copied only then), or already
+/// shared (a staged sync's, or the table's own).
+enum Name<'a> {
+    Str(&'a str),
+    Arc(Arc<str>),
+}
+
+impl Name<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Name::Str(s) => s,
+            Name::Arc(a) => a,
+        }
+    }
+
+    fn into_arc(self) -> Arc<str> {
+        match self {
+            Name::Str(s) => s.into(),
+            Name::Arc(a) => a,
+        }
     }
 }
 
@@ -105,6 +304,11 @@ impl Table {
 mod tests {
     use super::*;
     use ami::DeviceState::*;
+    use ami::PresenceState;
+
+    fn staged(e: Entry) -> Staged {
+        Staged::new(&e).unwrap()
+    }
 
     #[test]
     fn apply_replace_mark() {
@@ -116,20 +320,23 @@ mod tests {
         );
         t.apply(Entry::device("a", "SIP/2", Inuse));
         t.apply(Entry::device("b", "SIP/1", Busy));
-        let changed = t.replace_origin(
-            "a",
-            vec![
-                Entry::device("a", "SIP/2", NotInuse),
-                Entry::device("a", "SIP/3", Ringing),
-            ],
-        );
-        let names: Vec<_> = changed.iter().map(|e| (e.name.as_str(), e.state.as_deref())).collect();
+        let mut sync = Staging::default();
+        sync.extend([staged(Entry::device("a", "SIP/2", NotInuse))]);
+        sync.extend([]);
+        sync.extend([staged(Entry::device("a", "SIP/3", Ringing))]);
+        assert_eq!((sync.len(), sync.chunks.len()), (2, 2));
+        let changed = t.replace_origin("a", sync);
+        let names: Vec<_> = changed
+            .iter()
+            .map(|c| (&*c.name, c.entry().state))
+            .map(|(n, s)| (n.to_string(), s))
+            .collect();
         assert_eq!(
             names,
             [
-                ("SIP/1", None),
-                ("SIP/2", Some("NOT_INUSE")),
-                ("SIP/3", Some("RINGING"))
+                ("SIP/1".to_string(), None),
+                ("SIP/2".to_string(), Some("NOT_INUSE".to_string())),
+                ("SIP/3".to_string(), Some("RINGING".to_string()))
             ]
         );
         assert_eq!(t.others("a").count(), 1);
@@ -138,5 +345,64 @@ mod tests {
         assert!(changed.windows(2).all(|w| w[0].version < w[1].version));
         assert_eq!(t.remove_origin("a").len(), 2);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn entries_in_key_order_with_their_versions() {
+        let mut t = Table::default();
+        t.apply(Entry::presence(
+            "b",
+            "CustomPresence:1",
+            PresenceState::Dnd,
+            "",
+            "in a meeting",
+        ));
+        t.apply(Entry::device("b", "SIP/2", Busy));
+        t.apply(Entry::device("a", "SIP/9", Inuse));
+        t.apply(Entry::device("b", "SIP/1", Ringing));
+        let all: Vec<Entry> = t.all().collect();
+        let keys: Vec<(&str, Kind, &str, u64)> = all
+            .iter()
+            .map(|e| (e.origin.as_str(), e.kind, e.name.as_str(), e.version))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("a", Kind::Device, "SIP/9", 3),
+                ("b", Kind::Device, "SIP/1", 4),
+                ("b", Kind::Device, "SIP/2", 2),
+                ("b", Kind::Presence, "CustomPresence:1", 1)
+            ]
+        );
+        assert_eq!(
+            all[3],
+            Entry {
+                version: 1,
+                ..Entry::presence("b", "CustomPresence:1", PresenceState::Dnd, "", "in a meeting")
+            }
+        );
+        assert_eq!(t.others("b").map(|e| e.name).collect::<Vec<_>>(), ["SIP/9"]);
+        // A removal of what is not there changes nothing; an invalid entry is not stored.
+        let mut gone = Entry::device("a", "SIP/5", Busy);
+        gone.state = None;
+        assert_eq!(t.apply(gone), None);
+        let mut bad = Entry::device("a", "SIP/5", Busy);
+        bad.state = Some("BOGUS".into());
+        assert_eq!(t.apply(bad), None);
+        assert_eq!((t.len(), t.version()), (4, 4));
+    }
+
+    #[test]
+    fn names_are_shared_not_copied() {
+        let mut t = Table::default();
+        let first = t.apply(Entry::device("a", "SIP/1", Inuse)).unwrap();
+        let second = t.apply(Entry::device("a", "SIP/1", Busy)).unwrap();
+        assert!(Arc::ptr_eq(&first.name, &second.name) && Arc::ptr_eq(&first.origin, &second.origin));
+        let synced = t.replace_origin("a", vec![staged(Entry::device("a", "SIP/1", Ringing))].into());
+        assert!(
+            Arc::ptr_eq(&synced[0].name, &first.name),
+            "the table keeps its own name"
+        );
+        assert!(first.same_key(&synced[0]) && !first.same_key(&t.apply(Entry::device("a", "SIP/2", Busy)).unwrap()));
     }
 }

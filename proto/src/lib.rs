@@ -12,5 +12,5 @@ pub mod message;
 pub mod monitor;
 pub mod transport;
 
-pub use entry::{Entry, Key, Kind, Value};
+pub use entry::{Entry, Key, Kind, Packed, Value};
 pub use message::{DecodeError, ErrorCode, Msg, MAX_FRAME, VERSION};

@@ -147,14 +147,33 @@ pub(crate) async fn run(inner: Arc<Inner>, stream: TcpStream, id: u64, kill: Can
                 {
                     sleep(d).await;
                 }
-                let mut world = inner.world.lock().expect("world lock");
-                for reply in actions::handle(&mut world, l.write, &msg) {
-                    if tx.try_send(reply).is_err() {
+                // What does not fit the session's queue (a list of 100,000 devices) waits for
+                // the writer, as Asterisk's session thread waits for its socket (the writer
+                // still drops a client that does not read within writetimeout).
+                let rest = {
+                    let mut world = inner.world.lock().expect("world lock");
+                    let mut replies = actions::handle(&mut world, l.write, &msg).into_iter();
+                    let mut rest = Vec::new();
+                    for reply in replies.by_ref() {
+                        match tx.try_send(reply) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(reply)) => {
+                                rest.push(reply);
+                                break;
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => kill.cancel(),
+                        }
+                    }
+                    rest.extend(replies);
+                    world.flush();
+                    rest
+                };
+                for reply in rest {
+                    if tx.send(reply).await.is_err() {
                         kill.cancel();
+                        break;
                     }
                 }
-                world.flush();
-                drop(world);
                 inner.bump();
             }
         }

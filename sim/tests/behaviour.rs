@@ -97,6 +97,32 @@ async fn a_client_that_stops_reading_is_dropped_like_writetimeout() {
 }
 
 #[tokio::test]
+async fn a_list_longer_than_the_session_queue_arrives_whole() {
+    // 20,000 devices: more than a session buffers (8,192 messages). Asterisk's session thread
+    // waits for its socket; so does the simulator, instead of dropping a client that reads.
+    let mut cfg = SimConfig::pbx("big", &[]);
+    cfg.devices = (0..20_000)
+        .map(|i| (format!("SIP/{i}"), DeviceState::NotInuse))
+        .collect();
+    let sim = Sim::start(cfg).await.unwrap();
+    let mut c = login(&sim, "off").await;
+    c.send(&Message::action("DeviceStateList").with("ActionID", "d"))
+        .await
+        .unwrap();
+    let mut items = 0;
+    loop {
+        let m = next(&mut c).await.expect("the whole list");
+        if m.event_name() == Some("DeviceStateChange") {
+            items += 1;
+        } else if m.event_name() == Some("DeviceStateListComplete") {
+            assert_eq!(m.get("ListItems"), Some("20000"));
+            break;
+        }
+    }
+    assert_eq!((items, sim.sessions()), (20_000, 1));
+}
+
+#[tokio::test]
 async fn hints_aggregate_devices_and_mirrors() {
     let sim = Sim::start(SimConfig::pbx("a", &["100"])).await.unwrap();
     let mut c = login(&sim, "call").await;

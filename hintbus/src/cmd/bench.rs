@@ -11,7 +11,7 @@ use clap::Args;
 use rand::Rng;
 use sim::{Sim, SimConfig};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,7 +33,11 @@ pub struct BenchArgs {
     phones: usize,
     /// Seconds to wait, after the load, for every mirror to equal its origin.
     #[arg(long, default_value_t = 30)]
-    settle: u64,
+    pub(super) settle: u64,
+    /// Memory mode instead of the load: one server holding this many devices (and a tenth as
+    /// many presentities) mirrored on another, then a third agent joins (see bench_devices).
+    #[arg(long)]
+    devices: Option<usize>,
 }
 
 /// When each phone last changed, and to what: a mirror's Setvar is timed against it.
@@ -44,8 +48,13 @@ struct ProcStat {
     cpu_ticks: u64,
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+pub(super) fn cpu_ticks(pid: u32) -> u64 {
+    stat_ticks(&format!("/proc/{pid}/stat"))
+}
+
+/// User and system CPU ticks from a `/proc/.../stat` file (a process's, or one thread's).
+pub(super) fn stat_ticks(path: &str) -> u64 {
+    let Ok(s) = std::fs::read_to_string(path) else {
         return 0;
     };
     // Fields after the command name (which may hold spaces) start after the last ')'.
@@ -55,7 +64,7 @@ fn cpu_ticks(pid: u32) -> u64 {
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
-fn rss_kb(pid: u32, field: &str) -> u64 {
+pub(super) fn rss_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -66,7 +75,7 @@ fn rss_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn clk_tck() -> f64 {
+pub(super) fn clk_tck() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -75,11 +84,61 @@ fn clk_tck() -> f64 {
         .unwrap_or(100.0)
 }
 
-struct Kids(Vec<Child>);
+/// A fresh directory for the configuration files of one run.
+pub(super) fn bench_dir() -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("hintbus-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A free loopback port for the broker, below the ephemeral range: 50 agents' outgoing
+/// connections must not take it.
+pub(super) fn free_port() -> u16 {
+    loop {
+        let p = rand::thread_rng().gen_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            break p;
+        }
+    }
+}
+
+/// The broker, as a process of this binary, listening on `port` without a feed.
+pub(super) fn spawn_broker(dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let cfg = dir.join("broker.ini");
+    std::fs::write(&cfg, format!("[broker]\nlisten = tcp://127.0.0.1:{port}\nfeed = off\n"))?;
+    Ok(Command::new(std::env::current_exe()?)
+        .args(["broker", "-c", cfg.to_str().unwrap_or_default()])
+        .env("HINTBUS_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?)
+}
+
+/// The agent of `sim`, as a process of this binary, its log at `log` going to `stderr`.
+pub(super) fn spawn_agent(dir: &Path, port: u16, sim: &Sim, stderr: Stdio, log: &str) -> anyhow::Result<Child> {
+    let cfg = dir.join(format!("{}.ini", sim.name()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nserver = {}\nbroker = tcp://127.0.0.1:{port}\n[ami]\nport = {}\nsecret = hintbus\n",
+            sim.name(),
+            sim.port()
+        ),
+    )?;
+    Ok(Command::new(std::env::current_exe()?)
+        .args(["agent", "-c", cfg.to_str().unwrap_or_default()])
+        .env("HINTBUS_LOG", log)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()?)
+}
+
+pub(super) struct Kids(pub(super) Vec<Child>);
 
 impl Drop for Kids {
     fn drop(&mut self) {
-        for c in &mut self.0 {
+        // The agents before the broker: they would log its going away.
+        for c in self.0.iter_mut().rev() {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -87,22 +146,17 @@ impl Drop for Kids {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(n) = args.devices {
+        return super::bench_devices::run(n, args.settle).await;
+    }
     anyhow::ensure!(args.servers >= 2, "--servers must be at least 2");
     anyhow::ensure!(
         args.rate > 0 && args.duration > 0 && args.phones > 0,
         "--rate, --duration and --phones must be positive"
     );
     let k = args.servers;
-    let dir = std::env::temp_dir().join(format!("hintbus-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let exe = std::env::current_exe()?;
-    // Below the ephemeral range: 50 agents' outgoing connections must not take it.
-    let port = loop {
-        let p = rand::thread_rng().gen_range(20_000..32_000);
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            break p;
-        }
-    };
+    let dir = bench_dir()?;
+    let port = free_port();
 
     let changes: Arc<Changes> = Arc::new(Mutex::new(HashMap::new()));
     let latencies: Arc<Mutex<Vec<u32>>> = Arc::new(Mutex::new(Vec::new()));
@@ -143,31 +197,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         sims.push(sim);
     }
 
-    let broker_cfg = dir.join("broker.ini");
-    std::fs::write(
-        &broker_cfg,
-        format!("[broker]\nlisten = tcp://127.0.0.1:{port}\nfeed = off\n"),
-    )?;
-    let spawn = |args: &[&str]| -> std::io::Result<Child> {
-        Command::new(&exe)
-            .args(args)
-            .env("HINTBUS_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-    };
-    let mut kids = Kids(vec![spawn(&["broker", "-c", broker_cfg.to_str().unwrap_or_default()])?]);
+    let mut kids = Kids(vec![spawn_broker(&dir, port)?]);
     for s in &sims {
-        let p: PathBuf = dir.join(format!("{}.ini", s.name()));
-        std::fs::write(
-            &p,
-            format!(
-                "[agent]\nserver = {}\nbroker = tcp://127.0.0.1:{port}\n[ami]\nport = {}\nsecret = hintbus\n",
-                s.name(),
-                s.port()
-            ),
-        )?;
-        kids.0.push(spawn(&["agent", "-c", p.to_str().unwrap_or_default()])?);
+        kids.0.push(spawn_agent(&dir, port, s, Stdio::inherit(), "warn")?);
     }
 
     // Warm-up: every server's first phone seen everywhere.

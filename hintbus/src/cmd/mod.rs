@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod bench;
+mod bench_devices;
 pub mod broker;
 pub mod completions;
 pub mod demo;

@@ -257,6 +257,18 @@ impl Mirror {
 
     /// Targets created since the last call that astdb does not hold yet, each with its origin:
     /// to be remembered before their first write.
+    /// One target that astdb does not hold yet, with its origin (marked remembered: give it
+    /// back with [`Mirror::unremember`] if its DBPut could not be sent).
+    pub fn pop_unremembered(&mut self) -> Option<(String, String)> {
+        while let Some((t, origin)) = self.unremembered.pop() {
+            let (name, n) = self.names.get_index_mut(t as usize).expect("names are never removed");
+            if !std::mem::replace(&mut n.known, true) {
+                return Some((name.clone(), self.origins[origin as usize].to_string()));
+            }
+        }
+        None
+    }
+
     pub fn take_unremembered(&mut self) -> Vec<(String, String)> {
         let new = std::mem::take(&mut self.unremembered);
         let mut out = Vec::with_capacity(new.len());

@@ -88,6 +88,11 @@ struct GuardLookup {
     answer: Result<ami::client::ListResult, ActionError>,
 }
 
+/// The backlog is sent again when fewer writes than this are on their way, this many at a
+/// time (the AMI client queues 4,096 actions).
+const REFILL_BELOW: usize = 1024;
+const REFILL_BATCH: usize = 2048;
+
 /// Events of one member kept while it is looked up: a call has a handful.
 const GUARD_PENDING_MAX: usize = 32;
 
@@ -142,6 +147,8 @@ struct Agent {
     guard_tx: mpsc::UnboundedSender<GuardLookup>,
     /// Targets whose last write failed: tried again every heartbeat.
     retry: std::collections::BTreeSet<String>,
+    /// Targets not sent because the queue to Asterisk was full: sent as answers make room.
+    backlog: std::collections::BTreeSet<String>,
     /// DBPuts of new mirror names on their way, by token (see [`crate::memory`]).
     remembering: std::collections::HashMap<u64, (String, String)>,
     /// astdb's memory carries its marker, or this run has written it (see [`crate::memory`]).
@@ -213,6 +220,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         written: Default::default(),
         next_token: 0,
         retry: Default::default(),
+        backlog: Default::default(),
         remembering: Default::default(),
         memory_kept: false,
         snapshot_seen: false,
@@ -302,6 +310,7 @@ impl Agent {
                 }
             }
             self.flush_outgoing();
+            self.refill();
             self.stats.gaps.store(self.link.gaps, Ordering::Relaxed);
             self.stats
                 .collisions
@@ -332,6 +341,8 @@ impl Agent {
                 info!(server = %self.cfg.server, %reason, "Asterisk disconnected");
                 self.local_ready = false;
                 self.mirror.forget_applied();
+                // Every target is written again once the lists are read after the reconnect.
+                self.backlog.clear();
             }
             ClientEvent::Event(m) => {
                 let index = self.events_seen;
@@ -811,21 +822,18 @@ impl Agent {
             return;
         }
         // A new name is remembered before its first write (one connection keeps their order).
-        for (target, origin) in self.mirror.take_unremembered() {
+        // When the AMI client's queue is full, the rest waits for the next call: nothing is
+        // tried again and again in one call, and no write goes out before its name's DBPut.
+        while let Some((target, origin)) = self.mirror.pop_unremembered() {
             self.next_token += 1;
-            match self.client.send_to(
-                crate::memory::remember(&target, &origin),
-                self.next_token,
-                &self.answers,
-            ) {
-                Ok(()) => {
-                    self.remembering.insert(self.next_token, (target, origin));
-                }
-                Err(e) => {
-                    self.mirror.unremember(&target, &origin);
-                    self.memory_failed(&e);
-                }
+            let put = crate::memory::remember(&target, &origin);
+            if let Err(e) = self.client.send_to(put, self.next_token, &self.answers) {
+                self.mirror.unremember(&target, &origin);
+                self.memory_failed(&e);
+                self.backlog.extend(targets);
+                return;
             }
+            self.remembering.insert(self.next_token, (target, origin));
         }
         // After every name of the first snapshot: from the next run on, astdb's memory is
         // trusted to tell mirrors from the server's own states.
@@ -836,7 +844,8 @@ impl Agent {
                 self.memory_kept = true;
             }
         }
-        for target in targets {
+        let mut targets = targets.into_iter();
+        while let Some(target) = targets.next() {
             if self.overrides.is_given_up(&target) {
                 continue;
             }
@@ -861,12 +870,28 @@ impl Agent {
                     );
                 }
                 Err(e) => {
+                    // The queue to Asterisk is full (or the connection gone): this one and
+                    // the rest are written at the next heartbeat, or after the reconnect.
                     add(&self.stats.write_errors, 1);
-                    self.retry.insert(target.clone());
-                    debug!(server = %self.cfg.server, %target, error = %e, "mirror write not sent; will retry");
+                    debug!(server = %self.cfg.server, target = %ami::shown(&target), error = %e, "mirror writes not sent; will retry");
+                    self.backlog.insert(target);
+                    self.backlog.extend(targets);
+                    return;
                 }
             }
         }
+    }
+
+    /// Sends more of the backlog once the writes on their way are few: the queue to Asterisk
+    /// stays full while a large snapshot is written, rather than refilled once a heartbeat.
+    fn refill(&mut self) {
+        if self.backlog.is_empty() || self.written.len() + self.remembering.len() > REFILL_BELOW || !self.may_write() {
+            return;
+        }
+        let batch: Vec<String> = std::iter::from_fn(|| self.backlog.pop_first())
+            .take(REFILL_BATCH)
+            .collect();
+        self.write_targets(batch);
     }
 
     /// Sends the queue guard's writes, in order.

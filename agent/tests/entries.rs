@@ -63,6 +63,19 @@ async fn next_error(d: &Dealer) -> (ErrorCode, String) {
     }
 }
 
+/// Waits until the broker's table holds an entry for which `pred` holds (what a server
+/// published); false when it never does.
+async fn published(b: &Broker, pred: impl Fn(&Entry) -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if b.table().iter().any(&pred) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 fn writes_of(sim: &Sim, needle: &str) -> usize {
     sim.setvar_log().iter().filter(|(v, _)| v.contains(needle)).count()
 }
@@ -250,18 +263,14 @@ async fn a_remote_name_never_lands_on_the_servers_own_state() {
     assert_eq!(writes_of(&sb, "DND200"), 0);
     // b's lamp is still b's own: a change of it is published.
     sb.set_custom("Custom:DND200", "NOT_INUSE");
-    let published = async {
-        loop {
-            if b.table()
-                .iter()
-                .any(|e| e.origin == "b" && e.name == "Custom:DND200" && e.state.as_deref() == Some("NOT_INUSE"))
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    assert!(tokio::time::timeout(WAIT, published).await.is_ok(), "{:?}", b.table());
+    assert!(
+        published(&b, |e| e.origin == "b"
+            && e.name == "Custom:DND200"
+            && e.state.as_deref() == Some("NOT_INUSE"))
+        .await,
+        "{:?}",
+        b.table()
+    );
     assert!(agent.stats.collisions.load(Ordering::Relaxed) >= 1);
 }
 
@@ -288,18 +297,7 @@ async fn mirrors_of_mirrors_left_in_astdb_are_cleaned_and_never_published() {
     );
     // b's own change is published after its sync: the stale name was not in it.
     sb.set_device("SIP/200", DeviceState::Ringing);
-    let published = async {
-        loop {
-            if b.table()
-                .iter()
-                .any(|e| e.name == "SIP/200" && e.state.as_deref() == Some("RINGING"))
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    assert!(tokio::time::timeout(WAIT, published).await.is_ok());
+    assert!(published(&b, |e| e.name == "SIP/200" && e.state.as_deref() == Some("RINGING")).await);
     assert!(
         b.table()
             .iter()
@@ -341,18 +339,7 @@ async fn a_first_run_adopts_the_mirrors_an_old_broker_left() {
         sb.with_world(|w| w.astdb_other.clone())
     );
     sb.set_device("SIP/200", DeviceState::Ringing);
-    let published = async {
-        loop {
-            if b.table()
-                .iter()
-                .any(|e| e.name == "SIP/200" && e.state.as_deref() == Some("RINGING"))
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    assert!(tokio::time::timeout(WAIT, published).await.is_ok());
+    assert!(published(&b, |e| e.name == "SIP/200" && e.state.as_deref() == Some("RINGING")).await);
     assert!(
         b.table()
             .iter()

@@ -4,35 +4,11 @@
 use ami::{DeviceState, PresenceState};
 use broker::outbox::Outbox;
 use broker::table::{Staged, Staging, Table};
+use proto::counting::{live, mb, peak, reset_peak, Counting};
 use proto::Entry;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is passed on to the system allocator unchanged; only sizes are counted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-}
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
-
-fn mb(bytes: usize) -> f64 {
-    bytes as f64 / (1 << 20) as f64
-}
 
 #[test]
 fn a_sync_of_100000_devices_queued_for_one_agent() {
@@ -55,26 +31,26 @@ fn a_sync_of_100000_devices_queued_for_one_agent() {
         .chunks(500)
         .map(<[Entry]>::to_vec)
         .collect();
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = live();
+    reset_peak();
     let mut staging = Staging::default();
     for c in &chunks {
         staging.extend(c.iter().filter_map(Staged::new));
     }
-    let staged = LIVE.load(Ordering::Relaxed) - base;
+    let staged = live() - base;
     let mut table = Table::default();
     let changed = table.replace_origin("s0", staging);
-    let with_changes = LIVE.load(Ordering::Relaxed) - base;
+    let with_changes = live() - base;
     let mut outbox = Outbox::default();
     outbox.push_all(changed.iter().cloned(), changed.len());
     drop(changed);
-    let queued = LIVE.load(Ordering::Relaxed) - base;
+    let queued = live() - base;
     while !outbox.is_empty() {
         let batch = outbox.peek(500);
         outbox.commit(batch.len());
     }
-    let table_only = LIVE.load(Ordering::Relaxed) - base;
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let table_only = live() - base;
+    let peak = peak() - base;
     eprintln!(
         "staged {:.1} MB, table+changes {:.1} MB, table+queue {:.1} MB, table {:.1} MB, peak {:.1} MB",
         mb(staged),

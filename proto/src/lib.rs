@@ -7,6 +7,7 @@
 //! - [`monitor`]: libzmq's socket monitor, to log a peer that cannot be reached or a failed handshake.
 
 pub mod auth;
+pub mod counting;
 pub mod entry;
 pub mod message;
 pub mod monitor;

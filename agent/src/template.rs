@@ -120,12 +120,11 @@ impl Template {
     /// exactly; each field takes the shortest text that lets the rest match.
     pub fn strip(&self, name: &str) -> Option<String> {
         let parts = self.parts();
-        let mut captured: Option<String> = None;
-        if match_parts(&parts, name, &mut captured) {
-            captured
-        } else {
-            None
-        }
+        let mut captured: Option<&str> = None;
+        match_parts(&parts, name, &mut captured)
+            .then_some(captured)
+            .flatten()
+            .map(str::to_string)
     }
 
     /// How many times `name` is this template applied to a name of its shape: 0 for a name of
@@ -177,17 +176,19 @@ enum Part<'a> {
     Field(&'a str),
 }
 
-/// Matches `name` against template parts; `captured` gets `{device}` (or `{resource}`).
-fn match_parts(parts: &[Part<'_>], name: &str, captured: &mut Option<String>) -> bool {
+/// Matches `name` against template parts; `captured` gets `{device}` (or `{resource}`), a
+/// slice of `name`: nothing is allocated while candidates are tried (this runs for every
+/// event on a name that is not a mirror).
+fn match_parts<'n>(parts: &[Part<'_>], name: &'n str, captured: &mut Option<&'n str>) -> bool {
     match parts.split_first() {
         None => name.is_empty(),
         Some((Part::Literal(l), rest)) => name.strip_prefix(l).is_some_and(|n| match_parts(rest, n, captured)),
         Some((Part::Field(f), rest)) => {
             // Shortest non-empty capture first.
             for end in (1..=name.len()).filter(|e| name.is_char_boundary(*e)) {
-                let mut inner = captured.clone();
+                let mut inner = *captured;
                 if *f == "device" || (*f == "resource" && inner.is_none()) {
-                    inner = Some(name[..end].to_string());
+                    inner = Some(&name[..end]);
                 }
                 if match_parts(rest, &name[end..], &mut inner) {
                     *captured = inner;

@@ -5,27 +5,6 @@ mod common;
 use ami::DeviceState;
 use common::*;
 use sim::{Sim, SimConfig};
-use std::process::Command;
-
-fn keygen(dir: &Dir, name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hintbus"))
-        .args([
-            "keygen",
-            "--out",
-            dir.0.join(format!("{name}.key")).to_str().unwrap(),
-            "--name",
-            name,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .unwrap()
-        .trim()
-        .to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keygen_config_and_processes_with_curve() {

@@ -6,28 +6,7 @@ mod common;
 
 use common::*;
 use sim::{Sim, SimConfig};
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn keygen(dir: &Dir, name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hintbus"))
-        .args([
-            "keygen",
-            "--out",
-            dir.0.join(format!("{name}.key")).to_str().unwrap(),
-            "--name",
-            name,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .unwrap()
-        .trim()
-        .to_string()
-}
 
 /// An agent config with CURVE: its key file and the broker key it is given.
 fn curve_agent(dir: &Dir, server: &str, key: &str, broker_key: &str, port: u16, sim: &Sim) -> std::path::PathBuf {

@@ -202,6 +202,27 @@ pub async fn wait_state(sim: &Sim, device: &str, state: DeviceState) -> bool {
     sim.wait_until(WAIT, |w| w.devices.get(device) == Some(&state)).await
 }
 
+/// `hintbus keygen` of `<dir>/<name>.key`: the public key it prints.
+pub fn keygen(dir: &Dir, name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hintbus"))
+        .args([
+            "keygen",
+            "--out",
+            dir.0.join(format!("{name}.key")).to_str().unwrap(),
+            "--name",
+            name,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 /// `hintbus <role> --check -c <path>`: validates a config file without starting. The files
 /// are checked as root reads them when the tests run as root (the processes of the tests run
 /// as root, not as a `hintbus` user that may exist on the machine).

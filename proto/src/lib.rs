@@ -4,6 +4,7 @@
 //! - [`entry`]: one state in the federated table: (origin, kind, name) -> value.
 //! - [`message`]: the messages agents and broker exchange, and their JSON encoding.
 //! - [`transport`]: libzmq sockets for tokio (the agent's DEALER, driven through `ZMQ_FD`).
+//! - [`queue`]: queue members' events, carried to observers.
 //! - [`monitor`]: libzmq's socket monitor, to log a peer that cannot be reached or a failed handshake.
 
 pub mod auth;
@@ -11,7 +12,9 @@ pub mod counting;
 pub mod entry;
 pub mod message;
 pub mod monitor;
+pub mod queue;
 pub mod transport;
 
 pub use entry::{Entry, Key, Kind, Packed, Value};
 pub use message::{DecodeError, ErrorCode, Msg, MAX_FRAME, VERSION};
+pub use queue::{QueueEvent, QueueEventKind};

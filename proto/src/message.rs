@@ -3,6 +3,7 @@
 //! read it; the figures in the closing notes show it is not the bottleneck.
 
 use crate::entry::Entry;
+use crate::queue::QueueEvent;
 use ami::shown;
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +71,21 @@ pub enum Msg {
     Heartbeat,
     /// Either way: a refused message.
     Error { code: ErrorCode, message: String },
+    /// Agent -> broker: its Asterisk connection, at every AMI connect and disconnect, and
+    /// after each `welcome` (for the status API; changes nothing in the table).
+    Status {
+        ami_connected: bool,
+        /// Asterisk's version, once known (CoreSettings' AsteriskVersion).
+        asterisk: Option<String>,
+        /// Why AMI is down, if it is: at most [`MAX_DETAIL`] bytes of printable characters.
+        detail: String,
+    },
+    /// Agent -> broker: queue members' events, passed on to observers (not to agents).
+    Queue { events: Vec<QueueEvent> },
 }
+
+/// Longest `detail` of a status, and `asterisk` version, in bytes.
+pub const MAX_DETAIL: usize = 255;
 
 #[derive(Serialize)]
 struct Envelope<T> {
@@ -96,6 +111,10 @@ struct Wire<'a> {
     seq: Option<u64>,
     code: Option<ErrorCode>,
     message: Option<String>,
+    ami_connected: Option<bool>,
+    asterisk: Option<String>,
+    detail: Option<String>,
+    events: Option<Vec<QueueEvent>>,
 }
 
 impl Wire<'_> {
@@ -136,6 +155,14 @@ impl Wire<'_> {
             "error" => Msg::Error {
                 code: need(self.code, "code")?,
                 message: need(self.message, "message")?,
+            },
+            "status" => Msg::Status {
+                ami_connected: need(self.ami_connected, "ami_connected")?,
+                asterisk: self.asterisk.map(|a| printable(a, "asterisk")).transpose()?,
+                detail: printable(self.detail.unwrap_or_default(), "detail")?,
+            },
+            "queue" => Msg::Queue {
+                events: need(self.events, "events")?,
             },
             other => {
                 return Err(DecodeError::Bad(format!(
@@ -206,7 +233,14 @@ impl Msg {
             Some(v) => return Err(DecodeError::Version(v)),
             None => return Err(DecodeError::Bad("no \"v\" field".into())),
         }
-        if let Some(n) = wire.entries.as_ref().map(Vec::len).filter(|n| *n > MAX_ENTRIES) {
+        let events = wire.events.as_ref().map(Vec::len);
+        if let Some(n) = wire
+            .entries
+            .as_ref()
+            .map(Vec::len)
+            .or(events)
+            .filter(|n| *n > MAX_ENTRIES)
+        {
             return Err(DecodeError::TooManyEntries(n));
         }
         wire.into_msg()
@@ -224,6 +258,8 @@ impl Msg {
             Msg::Updates { .. } => "updates",
             Msg::Heartbeat => "heartbeat",
             Msg::Error { .. } => "error",
+            Msg::Status { .. } => "status",
+            Msg::Queue { .. } => "queue",
         }
     }
 }
@@ -243,6 +279,18 @@ fn valid_software(software: String) -> Result<String, DecodeError> {
         Err(DecodeError::Bad(format!(
             "hello's software {:?} is not at most {MAX_SOFTWARE} bytes of printable characters",
             shown(&software).max(MAX_SOFTWARE)
+        )))
+    }
+}
+
+/// A status's text fields are shown in the status API and on the board: at most
+/// [`MAX_DETAIL`] bytes of printable characters.
+fn printable(text: String, field: &str) -> Result<String, DecodeError> {
+    if text.len() <= MAX_DETAIL && text.chars().all(ami::escape::is_printable) {
+        Ok(text)
+    } else {
+        Err(DecodeError::Bad(format!(
+            "status's {field} is not at most {MAX_DETAIL} bytes of printable characters"
         )))
     }
 }
@@ -273,6 +321,28 @@ mod tests {
             Msg::decode(&Msg::SnapshotRequest.encode()).unwrap(),
             Msg::SnapshotRequest
         );
+        let status = Msg::Status {
+            ami_connected: true,
+            asterisk: Some("22.10.1".into()),
+            detail: String::new(),
+        };
+        assert_eq!(Msg::decode(&status.encode()).unwrap(), status);
+        let queue = Msg::Queue {
+            events: vec![crate::QueueEvent {
+                origin: "a".into(),
+                queue: "support".into(),
+                interface: "PJSIP/100".into(),
+                member: "Alice".into(),
+                event: crate::QueueEventKind::Connect,
+                paused: None,
+                reason: String::new(),
+            }],
+        };
+        assert_eq!(Msg::decode(&queue.encode()).unwrap(), queue);
+        assert!(matches!(
+            Msg::decode(br#"{"v":1,"type":"status","ami_connected":false,"detail":"\u001b[31m"}"#),
+            Err(DecodeError::Bad(_))
+        ));
     }
 
     #[test]

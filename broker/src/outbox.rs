@@ -13,6 +13,7 @@
 use crate::table::Change;
 use proto::Entry;
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 /// The limit of a new queue.
 const LIMIT: usize = 4096;
@@ -24,6 +25,8 @@ pub struct Outbox {
     base_limit: usize,
     /// Updates dropped by compaction because a newer one of the same key was waiting.
     pub coalesced: u64,
+    /// Since when the queue has not been empty: the oldest entry has waited no longer.
+    since: Option<Instant>,
 }
 
 impl Default for Outbox {
@@ -39,10 +42,12 @@ impl Outbox {
             limit: limit.max(1),
             base_limit: limit.max(1),
             coalesced: 0,
+            since: None,
         }
     }
 
-    pub fn push(&mut self, c: Change) {
+    pub fn push(&mut self, c: Change, now: Instant) {
+        self.since.get_or_insert(now);
         self.pending.push_back(c);
         if self.pending.len() > self.limit {
             self.compact();
@@ -51,11 +56,17 @@ impl Outbox {
 
     /// Queues `n` changes at once (a sync's), in order: room for all of them is made first,
     /// rather than the queue being copied each time it doubles.
-    pub fn push_all(&mut self, changes: impl IntoIterator<Item = Change>, n: usize) {
+    pub fn push_all(&mut self, changes: impl IntoIterator<Item = Change>, n: usize, now: Instant) {
         self.pending.reserve_exact(n);
         for c in changes {
-            self.push(c);
+            self.push(c, now);
         }
+    }
+
+    /// How long entries have waited here without the queue emptying (an upper bound of the
+    /// oldest one's wait: the lag metric).
+    pub fn waiting(&self, now: Instant) -> Duration {
+        self.since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
     }
 
     /// Keeps only the newest entry of each key, at the position of that newest entry.
@@ -104,6 +115,7 @@ impl Outbox {
     /// Drops the `n` oldest entries once they are sent.
     pub fn commit(&mut self, n: usize) {
         self.pending.drain(..n.min(self.pending.len()));
+        // `since` stays while anything is left: an upper bound of the oldest entry's wait.
         self.settle();
     }
 
@@ -116,6 +128,7 @@ impl Outbox {
     fn settle(&mut self) {
         if self.pending.is_empty() {
             self.limit = self.base_limit;
+            self.since = None;
         }
         if self.pending.capacity() > 2 * self.base_limit && self.pending.len() * 4 < self.pending.capacity() {
             self.pending.shrink_to(self.base_limit.max(self.pending.len() * 2));
@@ -138,8 +151,8 @@ mod tests {
     fn every_update_kept_while_the_agent_keeps_up() {
         let t = &mut Table::default();
         let mut o = Outbox::default();
-        o.push(change(t, "SIP/1", Ringing));
-        o.push(change(t, "SIP/1", Inuse));
+        o.push(change(t, "SIP/1", Ringing), Instant::now());
+        o.push(change(t, "SIP/1", Inuse), Instant::now());
         assert_eq!(o.len(), 2);
         assert_eq!(o.coalesced, 0);
         o.commit(1);
@@ -150,11 +163,11 @@ mod tests {
     fn latest_wins_per_key_once_behind() {
         let t = &mut Table::default();
         let mut o = Outbox::with_limit(4);
-        o.push(change(t, "SIP/1", Ringing));
-        o.push(change(t, "SIP/2", Ringing));
-        o.push(change(t, "SIP/1", Inuse));
-        o.push(change(t, "SIP/1", Onhold));
-        o.push(change(t, "SIP/2", Busy));
+        o.push(change(t, "SIP/1", Ringing), Instant::now());
+        o.push(change(t, "SIP/2", Ringing), Instant::now());
+        o.push(change(t, "SIP/1", Inuse), Instant::now());
+        o.push(change(t, "SIP/1", Onhold), Instant::now());
+        o.push(change(t, "SIP/2", Busy), Instant::now());
         assert_eq!(o.len(), 2);
         assert_eq!(o.coalesced, 3);
         let batch = o.peek(10);
@@ -168,7 +181,10 @@ mod tests {
         );
         // Bounded by keys: many updates of few devices stay small.
         for i in 0..1000 {
-            o.push(change(t, "SIP/3", if i % 2 == 0 { Inuse } else { NotInuse }));
+            o.push(
+                change(t, "SIP/3", if i % 2 == 0 { Inuse } else { NotInuse }),
+                Instant::now(),
+            );
         }
         assert!(o.len() <= 8, "{}", o.len());
     }
@@ -178,7 +194,7 @@ mod tests {
         let t = &mut Table::default();
         let mut o = Outbox::with_limit(16);
         for i in 0..1000 {
-            o.push(change(t, &format!("SIP/{i}"), Busy));
+            o.push(change(t, &format!("SIP/{i}"), Busy), Instant::now());
         }
         assert_eq!((o.len(), o.coalesced), (1000, 0), "distinct keys are all kept");
         assert!(o.limit >= 1000);

@@ -1,19 +1,68 @@
 //! One agent's session with the broker.
 
+use crate::metrics::{self, Metrics, ServerKind};
 use crate::outbox::Outbox;
 use crate::table::Staging;
 use crate::throttle::{Bucket, LogThrottle};
-use std::time::{Duration, Instant};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 /// How often an agent's update rate is sampled, at most.
 const RATE_SAMPLE: Duration = Duration::from_millis(100);
+
+/// This session's series of the broker's metrics, looked up once rather than per frame.
+pub struct Counters {
+    /// By kind (device, presence).
+    pub updates_in: [Counter; 2],
+    pub updates_out: Counter,
+    pub coalesced: Counter,
+    pub backpressure: Counter,
+    pub queue_entries: Gauge,
+    pub lag: Gauge<f64, AtomicU64>,
+}
+
+impl Counters {
+    fn new(m: &Metrics, server: &str) -> Counters {
+        let label = metrics::server(server);
+        let by_kind = |kind: &str| {
+            m.updates_in
+                .get_or_create(&ServerKind {
+                    server: server.into(),
+                    kind: kind.into(),
+                })
+                .clone()
+        };
+        Counters {
+            updates_in: [by_kind("device"), by_kind("presence")],
+            updates_out: m.updates_out.get_or_create(&label).clone(),
+            coalesced: m.coalesced.get_or_create(&label).clone(),
+            backpressure: m.backpressure.get_or_create(&label).clone(),
+            queue_entries: m.queue_entries.get_or_create(&label).clone(),
+            lag: m.lag.get_or_create(&label).clone(),
+        }
+    }
+}
 
 pub struct Session {
     /// The ROUTER identity of the agent's connection.
     pub identity: Vec<u8>,
     /// The server this agent speaks for.
-    pub server: String,
+    pub server: Arc<str>,
     pub instance: u64,
+    /// What the agent said it is (`hintbus 0.1.0`).
+    pub software: String,
+    /// When the hello was accepted.
+    pub joined: SystemTime,
+    /// What the agent last said of its Asterisk (status messages).
+    pub ami_connected: Option<bool>,
+    pub asterisk: Option<String>,
+    pub ami_detail: String,
+    /// Entries of this agent that changed the table.
+    pub updates_in: u64,
+    pub counters: Counters,
     pub last_seen: Instant,
     pub last_sent: Instant,
     /// Sequence of the last Updates sent.
@@ -37,11 +86,6 @@ pub struct Session {
 }
 
 impl Session {
-    /// Takes one message from the bucket; false when the agent is over its rate.
-    pub fn admit(&mut self, per_second: u32) -> bool {
-        self.bucket.admit(per_second, Instant::now())
-    }
-
     /// Counts updates queued for this agent, for its rate.
     pub fn count_queued(&mut self, n: u64, now: Instant) {
         self.queued += n;
@@ -75,12 +119,25 @@ impl Session {
             .unwrap_or(self.last_sent)
     }
 
-    pub fn new(identity: Vec<u8>, server: String, instance: u64) -> Session {
-        let now = Instant::now();
+    pub fn new(
+        identity: Vec<u8>,
+        server: Arc<str>,
+        instance: u64,
+        software: String,
+        m: &Metrics,
+        now: Instant,
+    ) -> Session {
         Session {
             identity,
+            counters: Counters::new(m, &server),
             server,
             instance,
+            software,
+            joined: SystemTime::now(),
+            ami_connected: None,
+            asterisk: None,
+            ami_detail: String::new(),
+            updates_in: 0,
             last_seen: now,
             last_sent: now,
             seq: 0,

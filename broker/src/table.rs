@@ -112,7 +112,7 @@ struct Origin {
     kinds: [BTreeMap<Arc<str>, Slot>; 2],
 }
 
-fn index(kind: Kind) -> usize {
+pub(crate) fn index(kind: Kind) -> usize {
     match kind {
         Kind::Device => 0,
         Kind::Presence => 1,
@@ -125,6 +125,8 @@ const KINDS: [Kind; 2] = [Kind::Device, Kind::Presence];
 pub struct Table {
     origins: BTreeMap<Arc<str>, Origin>,
     len: usize,
+    /// Entries by kind.
+    lens: [usize; 2],
     version: u64,
 }
 
@@ -135,6 +137,10 @@ impl Table {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    pub fn len_of(&self, kind: Kind) -> usize {
+        self.lens[index(kind)]
     }
 
     pub fn version(&self) -> u64 {
@@ -154,6 +160,7 @@ impl Table {
             let states = self.origins.get_mut(&origin).expect("looked up above");
             let (name, _) = states.kinds[index(kind)].remove_entry(name.as_str())?;
             self.len -= 1;
+            self.lens[index(kind)] -= 1;
             self.version += 1;
             return Some(Change {
                 origin,
@@ -192,6 +199,7 @@ impl Table {
                     },
                 );
                 self.len += 1;
+                self.lens[index(kind)] += 1;
                 n
             }
         };
@@ -262,6 +270,18 @@ impl Table {
 
     pub fn all(&self) -> impl Iterator<Item = Entry> + '_ {
         self.entries().map(entry)
+    }
+
+    /// Every entry as a change (names shared with the table, not copied): a snapshot for the
+    /// HTTP API, made on the broker thread and turned into JSON elsewhere.
+    pub fn changes(&self) -> impl Iterator<Item = Change> + '_ {
+        self.entries().map(|(origin, kind, name, slot)| Change {
+            origin: origin.clone(),
+            kind,
+            name: name.clone(),
+            value: Some(slot.value.clone()),
+            version: slot.version,
+        })
     }
 
     fn entries(&self) -> impl Iterator<Item = (&Arc<str>, Kind, &Arc<str>, &Slot)> + '_ {

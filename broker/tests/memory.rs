@@ -42,7 +42,7 @@ fn a_sync_of_100000_devices_queued_for_one_agent() {
     let changed = table.replace_origin("s0", staging);
     let with_changes = live() - base;
     let mut outbox = Outbox::default();
-    outbox.push_all(changed.iter().cloned(), changed.len());
+    outbox.push_all(changed.iter().cloned(), changed.len(), std::time::Instant::now());
     drop(changed);
     let queued = live() - base;
     while !outbox.is_empty() {

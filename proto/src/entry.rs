@@ -21,6 +21,16 @@ pub enum Kind {
     Presence,
 }
 
+impl Kind {
+    /// The name on the wire (`device`, `presence`), for topics and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Device => "device",
+            Kind::Presence => "presence",
+        }
+    }
+}
+
 /// What identifies a state: which server it comes from, and which device or presentity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {

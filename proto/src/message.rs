@@ -38,6 +38,22 @@ pub enum ErrorCode {
     RateLimited,
 }
 
+impl ErrorCode {
+    /// The name on the wire (`bad_entry`), for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::BadEntry => "bad_entry",
+            ErrorCode::NotWelcome => "not_welcome",
+            ErrorCode::WrongOrigin => "wrong_origin",
+            ErrorCode::Refused => "refused",
+            ErrorCode::RateLimited => "rate_limited",
+        }
+    }
+}
+
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -88,7 +88,7 @@ impl Broker {
         // Subscribed before the thread starts: the feed misses nothing.
         let feed = match &config.feed {
             Some(ep) => Some(sinks::feed::Feed::start(
-                &ctx,
+                ctx,
                 ep,
                 &config.socket,
                 stream.subscribe("feed", crate::stream::DEFAULT_BOUND),

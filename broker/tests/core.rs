@@ -203,10 +203,7 @@ fn a_silent_agent_is_lost_once_and_its_devices_read_unavailable_elsewhere() {
         w.tick(step);
     }
     let b = w.out.updates("pb");
-    assert_eq!(
-        names(&b),
-        [("a".into(), "SIP/100".into(), Some("UNAVAILABLE".into()))]
-    );
+    assert_eq!(names(&b), [("a".into(), "SIP/100".into(), Some("UNAVAILABLE".into()))]);
     let events = w.core.take_events();
     let lost: Vec<_> = events
         .iter()
@@ -315,8 +312,5 @@ fn queue_events_and_status_reach_observers_not_agents() {
     assert_eq!(members.len(), 1);
     assert!(members[0].paused && members[0].event == QueueEventKind::Called);
     let a = &w.core.status(w.now).agents[0];
-    assert_eq!(
-        (a.asterisk.as_deref(), a.ami_connected),
-        (Some("22.10.1"), Some(true))
-    );
+    assert_eq!((a.asterisk.as_deref(), a.ami_connected), (Some("22.10.1"), Some(true)));
 }

@@ -114,6 +114,7 @@ async fn secrets_are_taken_as_written_from_the_file_and_the_environment() {
     let out = std::fs::File::create(&log).unwrap();
     cmd.args(["agent", "-c", from_env.to_str().unwrap()])
         .env("HINTBUS_AMI__SECRET", SECRET)
+        .env("HINTBUS_HTTP__LISTEN", "127.0.0.1:0")
         .env("HINTBUS_LOG", "info")
         .stdout(out.try_clone().unwrap())
         .stderr(out);

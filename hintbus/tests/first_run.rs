@@ -9,8 +9,11 @@ use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Its HTTP listener on a port of its own: tests run in parallel.
 fn hintbus() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hintbus"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hintbus"));
+    c.env("HINTBUS_HTTP__LISTEN", "127.0.0.1:0");
+    c
 }
 
 /// Runs `cmd` with stderr in a file and JOURNAL_STREAM naming that file (as systemd names the

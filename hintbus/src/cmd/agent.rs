@@ -23,16 +23,18 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let loaded = Loaded::read(&args.config, args.check.then_some(args.service_user.as_str()))?;
     loaded.check_sections(KNOWN_SECTIONS)?;
     let cfg = config::agent(&loaded)?;
+    let http = config::http(&loaded, config::AGENT_LISTEN)?;
     let mut warnings = loaded.warnings();
     warnings.extend(super::template_warnings("agent", &cfg));
     if args.check {
         println!(
-            "{}: OK (server {}, Asterisk {} as {}, broker {}, devices as {}, presence as {}{})",
+            "{}: OK (server {}, Asterisk {} as {}, broker {}, HTTP {}, devices as {}, presence as {}{})",
             args.config.display(),
             cfg.server,
             cfg.ami.addr,
             cfg.ami.username,
             cfg.broker,
+            super::http_line(&http),
             cfg.device_template,
             cfg.presence_template,
             super::switches(&cfg)
@@ -46,8 +48,27 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     for w in warnings {
         warn!("{}", w.trim_start_matches("warning: "));
     }
+    let server = cfg.server.clone();
     let handle = agent::spawn(cfg).map_err(anyhow::Error::msg)?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    broker::metrics::register_process(&mut registry);
+    super::register_agent(&mut registry, &server, &handle);
+    let web = match &http.listen {
+        Some(listen) => {
+            let status = super::agent_status(&server, &handle);
+            let app = web::App::new(registry, http.token.clone(), web::Source::Agent(status));
+            Some(
+                web::Server::start(listen, app)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: [http] {e}", args.config.display()))?,
+            )
+        }
+        None => None,
+    };
     super::shutdown_signal().await;
+    if let Some(w) = web {
+        w.stop().await;
+    }
     handle.stop().await;
     Ok(())
 }

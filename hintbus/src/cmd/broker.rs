@@ -2,7 +2,9 @@
 
 use crate::config::{self, Loaded, KNOWN_SECTIONS};
 use clap::Args;
+use prometheus_client::registry::Registry;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tracing::{info, warn};
 
 #[derive(Args)]
@@ -23,6 +25,7 @@ pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
     let loaded = Loaded::read(&args.config, args.check.then_some(args.service_user.as_str()))?;
     loaded.check_sections(KNOWN_SECTIONS)?;
     let cfg = config::broker(&loaded)?;
+    let http = config::http(&loaded, config::BROKER_LISTEN)?;
     // Agentless agents reach the broker like any agent, through its own endpoint.
     let servers = config::agentless(&loaded, &cfg)?;
     let mut warnings = loaded.warnings();
@@ -31,10 +34,11 @@ pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
     }
     if args.check {
         println!(
-            "{}: OK (broker on {}, feed {}, {} agentless server(s))",
+            "{}: OK (broker on {}, feed {}, HTTP {}, {} agentless server(s))",
             args.config.display(),
             cfg.listen,
             cfg.feed.as_deref().unwrap_or("off"),
+            super::http_line(&http),
             servers.len()
         );
         for a in &servers {
@@ -69,17 +73,38 @@ pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
         }
     }
     let broker = broker::Broker::start(cfg).map_err(|e| anyhow::anyhow!("{}: [broker] {e}", args.config.display()))?;
+    let broker = Arc::new(broker);
+    let mut registry = Registry::default();
+    broker.metrics().register(&mut registry);
+    broker::metrics::register_process(&mut registry);
     let mut agents = Vec::new();
     for mut a in servers {
         a.broker = broker.endpoint().to_string();
         info!(server = %a.server, ami = %a.ami.addr, "agentless server");
-        agents.push(agent::spawn(a).map_err(anyhow::Error::msg)?);
+        let server = a.server.clone();
+        let h = agent::spawn(a).map_err(anyhow::Error::msg)?;
+        super::register_agent(&mut registry, &server, &h);
+        agents.push(h);
     }
+    let web = match &http.listen {
+        Some(listen) => {
+            let app = web::App::new(registry, http.token.clone(), web::Source::Broker(broker.clone()));
+            Some(
+                web::Server::start(listen, app)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: [http] {e}", args.config.display()))?,
+            )
+        }
+        None => None,
+    };
     super::shutdown_signal().await;
     info!("shutting down");
+    if let Some(w) = web {
+        w.stop().await;
+    }
     for a in agents {
         a.stop().await;
     }
-    tokio::task::spawn_blocking(move || broker.stop()).await?;
+    super::stop_broker(broker).await;
     Ok(())
 }

@@ -18,6 +18,9 @@ pub struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration: Option<u64>,
+    /// Where the web board, metrics and status are served (`off`: nowhere).
+    #[arg(long, default_value = crate::config::BROKER_LISTEN, value_name = "HOST:PORT")]
+    http: String,
 }
 
 const SERVERS: [(&str, [&str; 3]); 3] = [
@@ -40,6 +43,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     })
     .await?
     .map_err(anyhow::Error::msg)?;
+    let broker = std::sync::Arc::new(broker);
+    let mut registry = prometheus_client::registry::Registry::default();
+    broker.metrics().register(&mut registry);
+    broker::metrics::register_process(&mut registry);
     let all: Vec<&str> = SERVERS.iter().flat_map(|(_, e)| e.iter().copied()).collect();
     let mut sims = Vec::new();
     let mut agents = Vec::new();
@@ -47,14 +54,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let sim = Sim::start(SimConfig::federated(name, &exts, &all)).await?;
         let mut ami = ClientConfig::new(sim.addr().to_string(), "hintbus", "hintbus");
         ami.name = name.into();
-        agents.push(agent::spawn(AgentConfig::new(name, ami, broker.endpoint())).map_err(anyhow::Error::msg)?);
+        let h = agent::spawn(AgentConfig::new(name, ami, broker.endpoint())).map_err(anyhow::Error::msg)?;
+        super::register_agent(&mut registry, name, &h);
+        agents.push(h);
         sims.push(sim);
     }
+    let web = if args.http.eq_ignore_ascii_case("off") {
+        None
+    } else {
+        let app = web::App::new(registry, None, web::Source::Broker(broker.clone()));
+        Some(
+            web::Server::start(&args.http, app)
+                .await
+                .map_err(|e| anyhow::anyhow!("--http: {e}"))?,
+        )
+    };
     println!(
         "broker {}  (state feed for observers: {})",
         broker.endpoint(),
         broker.feed_endpoint().unwrap_or("-")
     );
+    if let Some(w) = &web {
+        println!("board: http://{}/  (metrics: /metrics, status: /api/status)", w.addr());
+    }
     for s in &sims {
         println!(
             "simulated Asterisk {} on {}  (AMI user hintbus/hintbus)",
@@ -102,10 +124,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             _ = &mut stop => break,
         }
     }
+    if let Some(w) = web {
+        w.stop().await;
+    }
     for a in agents {
         a.stop().await;
     }
-    tokio::task::spawn_blocking(move || broker.stop()).await?;
+    super::stop_broker(broker).await;
     Ok(())
 }
 

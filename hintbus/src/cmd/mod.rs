@@ -41,6 +41,37 @@ pub fn install_signal_handlers() -> std::io::Result<()> {
     Ok(())
 }
 
+/// `127.0.0.1:5580 (with a token)` or `off`, for `--check`.
+pub fn http_line(h: &crate::config::Http) -> String {
+    match &h.listen {
+        Some(l) if h.token.is_some() => format!("{l} (with a token)"),
+        Some(l) => l.clone(),
+        None => "off".into(),
+    }
+}
+
+/// One agent's metrics in the process's registry, labelled with its server.
+pub fn register_agent(registry: &mut prometheus_client::registry::Registry, server: &str, _h: &::agent::AgentHandle) {
+    let _r = registry.sub_registry_with_label(("server".into(), server.to_string().into()));
+    // The agent's metrics register here once they are the registry's (issue 13, agent side).
+}
+
+/// What `/api/status` of an agent says (read without waiting on the agent).
+pub fn agent_status(server: &str, _h: &::agent::AgentHandle) -> web::AgentStatus {
+    let server = server.to_string();
+    std::sync::Arc::new(
+        move || serde_json::json!({ "role": "agent", "software": web::status::SOFTWARE, "server": server }),
+    )
+}
+
+/// Stops the broker once the last WebSocket client lets go of it (they end with the HTTP
+/// listener; one still closing stops it when it does).
+pub async fn stop_broker(broker: std::sync::Arc<::broker::Broker>) {
+    if let Ok(b) = std::sync::Arc::try_unwrap(broker) {
+        let _ = tokio::task::spawn_blocking(move || b.stop()).await;
+    }
+}
+
 /// Resolves once SIGINT or SIGTERM has arrived (at any time since start-up).
 pub async fn shutdown_signal() {
     SHUTDOWN

@@ -18,7 +18,7 @@ use super::ini::{Entry, Origin, Section};
 pub const PREFIX: &str = "HINTBUS_";
 
 /// The sections a variable may create when the file does not have them.
-const FIXED: &[&str] = &["broker", "agent", "ami", "agents"];
+const FIXED: &[&str] = &["broker", "agent", "ami", "agents", "http"];
 
 /// A name as a variable spells it.
 pub fn spell(name: &str) -> String {

@@ -65,7 +65,9 @@ impl Mistake {
         }
         match &self.value {
             // Never a secret in a log or on a terminal.
-            Some(_) if key == "secret" => format!("{file}: [{section}] {key} = \"***\": {problem}{at}"),
+            Some(_) if key == "secret" || key == "token" => {
+                format!("{file}: [{section}] {key} = \"***\": {problem}{at}")
+            }
             Some(v) => format!("{file}: [{section}] {key} = {v:?}: {problem}{at}"),
             None => format!(
                 "{file}: [{section}] {key}: {problem} (not set: give it in the file or as {})",

@@ -8,6 +8,7 @@
 //!   with their bounds;
 //! - [`broker`], [`agent`]: the sections into the crates' configs, whose `Default` / `new`
 //!   are the only place defaults are written;
+//! - [`http`]: `[http]`, the listener of metrics, status and the board, for either role;
 //! - [`files`]: files the configuration names, read as the service user will;
 //! - [`error`]: every mistake with file, section, key, value and where it came from.
 
@@ -16,6 +17,7 @@ mod broker;
 pub mod env;
 mod error;
 mod files;
+mod http;
 pub mod ini;
 mod load;
 mod typed;
@@ -23,11 +25,12 @@ mod value;
 
 pub use agent::{agent, agentless};
 pub use broker::broker;
+pub use http::{http, Http, AGENT_LISTEN, BROKER_LISTEN};
 pub use load::Loaded;
 
 /// The sections a file may hold: one file can serve both roles on one machine, each reading
 /// its own sections.
-pub const KNOWN_SECTIONS: &[&str] = &["broker", "agent", "ami", "agents", "server-"];
+pub const KNOWN_SECTIONS: &[&str] = &["broker", "agent", "ami", "agents", "http", "server-"];
 
 /// The user the service runs as (deploy/*.service), whom `--check` run as root checks files for.
 pub const SERVICE_USER: &str = "hintbus";

@@ -63,7 +63,13 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Its HTTP listener (if its config has none of its own: the environment wins) on a port
+    /// of its own, said in its log (see [`Proc::http_addr`]): tests run in parallel.
     pub fn start(dir: &Dir, log_name: &str, args: &[&str]) -> Proc {
+        Self::start_env(dir, log_name, args, &[("HINTBUS_HTTP__LISTEN", "127.0.0.1:0")])
+    }
+
+    pub fn start_env(dir: &Dir, log_name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let log = dir.0.join(format!("{log_name}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -73,6 +79,7 @@ impl Proc {
         let child = Command::new(env!("CARGO_BIN_EXE_hintbus"))
             .args(args)
             .env("HINTBUS_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone().unwrap()))
             .stderr(Stdio::from(out))
             .spawn()
@@ -121,6 +128,15 @@ impl Proc {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         None
+    }
+}
+
+impl Proc {
+    /// The address its HTTP listener said it bound (after byte `from` of its log).
+    pub async fn http_addr(&self, from: usize) -> Option<std::net::SocketAddr> {
+        let line = self.wait_log(from, "HTTP listening").await?;
+        let at = line.find("addr=")? + 5;
+        line[at..].split_whitespace().next()?.parse().ok()
     }
 }
 

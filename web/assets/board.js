@@ -1,0 +1,2 @@
+// Placeholder board: replaced by the full board (lamps, presence, queue members).
+"use strict";

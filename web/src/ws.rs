@@ -1,0 +1,133 @@
+//! `/api/ws`: the table, then every change after it, for as long as the client stays.
+//!
+//! Each client is a consumer of the broker's change stream. It subscribes *before* it takes
+//! its snapshot, so nothing falls between the two: batches that arrive with changes the
+//! snapshot already holds are recognised by their versions and skipped. A client too slow for
+//! the stream (its subscription passes [`CLIENT_BOUND`] bytes) is sent a fresh table rather
+//! than a gap; the broker never waits for it.
+
+use crate::table::to_json;
+use crate::{App, Source};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use broker::{Broker, Event, Recv};
+use futures::{SinkExt, StreamExt};
+use proto::Entry;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// WebSocket clients at once; more get 503.
+pub const MAX_CLIENTS: usize = 64;
+/// What one client's subscription may hold unread, in bytes.
+pub const CLIENT_BOUND: usize = 4 << 20;
+/// What a client may send us in one message (it has nothing to say but close).
+const MAX_INCOMING: usize = 4096;
+const PING: Duration = Duration::from_secs(20);
+
+#[derive(Deserialize)]
+pub struct Params {
+    /// The version of an `/api/table` the client already holds.
+    since: Option<u64>,
+}
+
+pub async fn handler(State(app): State<Arc<App>>, Query(p): Query<Params>, upgrade: WebSocketUpgrade) -> Response {
+    let Source::Broker(b) = &app.source else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Ok(permit) = app.clients.clone().try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many WebSocket clients\n").into_response();
+    };
+    let b = b.clone();
+    upgrade
+        .max_message_size(MAX_INCOMING)
+        .max_frame_size(MAX_INCOMING)
+        .on_upgrade(move |socket| async move {
+            serve(socket, b, p.since).await;
+            drop(permit);
+        })
+}
+
+async fn serve(socket: WebSocket, broker: Arc<Broker>, since: Option<u64>) {
+    let (mut tx, mut rx) = socket.split();
+    let mut sub = broker.subscribe("websocket", CLIENT_BOUND);
+    let Some(snap) = broker.snapshot().await else { return };
+    let mut known = snap.version;
+    // The client's table is current when nothing changed since its version (same broker).
+    if since != Some(snap.version) && send(&mut tx, to_json(&snap, Some("table"))).await.is_err() {
+        return;
+    }
+    drop(snap);
+    let mut ping = tokio::time::interval(PING);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            r = sub.recv() => match r {
+                Recv::Batch(batch) => {
+                    for msg in messages(&batch.events, known) {
+                        if send(&mut tx, msg).await.is_err() {
+                            return;
+                        }
+                    }
+                    known = known.max(batch.version);
+                }
+                Recv::Lagged => {
+                    let Some(snap) = broker.snapshot().await else { return };
+                    known = snap.version;
+                    if send(&mut tx, to_json(&snap, Some("table"))).await.is_err() {
+                        return;
+                    }
+                }
+                Recv::Closed => {
+                    let _ = tx.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            m = rx.next() => match m {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if tx.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A batch's events as the client's messages; changes the client already has (version at
+/// most `known`) are left out.
+fn messages(events: &[Event], known: u64) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for e in events {
+        match e {
+            Event::Changed(changes) => {
+                let entries: Vec<Entry> = changes.iter().filter(|c| c.version > known).map(|c| c.entry()).collect();
+                if let Some(last) = entries.last() {
+                    out.push(json!({"type": "changes", "version": last.version, "entries": entries}));
+                }
+            }
+            Event::Queue(events) => out.push(json!({"type": "queue", "events": &**events})),
+            Event::AgentJoined { server, .. } => out.push(json!({"type": "agent", "server": &**server, "event": "joined"})),
+            Event::AgentLost { server, .. } => out.push(json!({"type": "agent", "server": &**server, "event": "lost"})),
+            Event::AgentStatus {
+                server,
+                ami_connected,
+                ..
+            } => out.push(json!({"type": "agent", "server": &**server, "event": if *ami_connected { "ami_up" } else { "ami_down" }})),
+            Event::Refused { .. } => {}
+        }
+    }
+    out
+}
+
+async fn send<S>(tx: &mut S, v: serde_json::Value) -> Result<(), axum::Error>
+where
+    S: futures::Sink<Message, Error = axum::Error> + Unpin,
+{
+    tx.send(Message::Text(v.to_string().into())).await
+}

@@ -5,11 +5,13 @@
 //! - [`metrics`]: the Prometheus registry as text.
 //! - [`status`]: who is connected, since when, how far behind.
 //! - [`table`]: the table and the queue members as JSON.
-//! - [`ws`]: the WebSocket, a consumer of the broker's change stream.
+//! - [`ws`]: the WebSocket, a consumer of the broker's change stream; [`history`]: the
+//!   recent changes, for a client that joins holding the table.
 //! - [`board`]: the web page, served from the binary.
 
 pub mod auth;
 pub mod board;
+pub mod history;
 pub mod metrics;
 pub mod status;
 pub mod table;
@@ -39,6 +41,8 @@ pub struct App {
     pub source: Source,
     /// WebSocket clients now, against [`ws::MAX_CLIENTS`].
     pub(crate) clients: Arc<tokio::sync::Semaphore>,
+    /// The broker's recent changes (made when the server starts).
+    pub(crate) history: Option<Arc<history::History>>,
 }
 
 impl App {
@@ -48,6 +52,7 @@ impl App {
             token,
             source,
             clients: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CLIENTS)),
+            history: None,
         }
     }
 }
@@ -88,6 +93,10 @@ impl Server {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
+        let mut app = app;
+        if let Source::Broker(b) = &app.source {
+            app.history = history::History::start(b).await;
+        }
         let app = Arc::new(app);
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, router(app)).with_graceful_shutdown(stop.cancelled_owned());

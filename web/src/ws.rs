@@ -4,8 +4,11 @@
 //! its snapshot, so nothing falls between the two: batches that arrive with changes the
 //! snapshot already holds are recognised by their versions and skipped. A client too slow for
 //! the stream (its subscription passes [`CLIENT_BOUND`] bytes) is sent a fresh table rather
-//! than a gap; the broker never waits for it.
+//! than a gap; the broker never waits for it. A client that holds `/api/table` at a version
+//! joins with `?since=` and `&broker=` and gets the changes after it from the
+//! [`History`](crate::history), not the table again.
 
+use crate::history::History;
 use crate::table::to_json;
 use crate::{App, Source};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -30,8 +33,10 @@ const PING: Duration = Duration::from_secs(20);
 
 #[derive(Deserialize)]
 pub struct Params {
-    /// The version of an `/api/table` the client already holds.
+    /// The version of an `/api/table` the client already holds...
     since: Option<u64>,
+    /// ...and the broker it came from (versions start again when the broker restarts).
+    broker: Option<u64>,
 }
 
 pub async fn handler(State(app): State<Arc<App>>, Query(p): Query<Params>, upgrade: WebSocketUpgrade) -> Response {
@@ -42,25 +47,47 @@ pub async fn handler(State(app): State<Arc<App>>, Query(p): Query<Params>, upgra
         return (StatusCode::SERVICE_UNAVAILABLE, "too many WebSocket clients\n").into_response();
     };
     let b = b.clone();
+    let history = app.history.clone();
+    let since = p.since.filter(|_| p.broker == Some(b.instance()));
     upgrade
         .max_message_size(MAX_INCOMING)
         .max_frame_size(MAX_INCOMING)
         .on_upgrade(move |socket| async move {
-            serve(socket, b, p.since).await;
+            serve(socket, b, history, since).await;
             drop(permit);
         })
 }
 
-async fn serve(socket: WebSocket, broker: Arc<Broker>, since: Option<u64>) {
+async fn serve(socket: WebSocket, broker: Arc<Broker>, history: Option<Arc<History>>, since: Option<u64>) {
     let (mut tx, mut rx) = socket.split();
+    // Subscribed first: whatever is published from now on is in `sub`.
     let mut sub = broker.subscribe("websocket", CLIENT_BOUND);
-    let Some(snap) = broker.snapshot().await else { return };
-    let mut known = snap.version;
-    // The client's table is current when nothing changed since its version (same broker).
-    if since != Some(snap.version) && send(&mut tx, to_json(&snap, Some("table"))).await.is_err() {
-        return;
-    }
-    drop(snap);
+    let recent = since.and_then(|v| Some((v, history?.after(v)?)));
+    let mut known = match recent {
+        // The client holds the table at `v`: the changes after it, then the stream.
+        Some((v, changes)) => {
+            let entries: Vec<Entry> = changes.iter().map(|c| c.entry()).collect();
+            let known = entries.last().map_or(v, |e| e.version);
+            if !entries.is_empty()
+                && send(
+                    &mut tx,
+                    json!({"type": "changes", "version": known, "entries": entries}),
+                )
+                .await
+                .is_err()
+            {
+                return;
+            }
+            known
+        }
+        None => {
+            let Some(snap) = broker.snapshot().await else { return };
+            if send(&mut tx, to_json(&snap, Some("table"))).await.is_err() {
+                return;
+            }
+            snap.version
+        }
+    };
     let mut ping = tokio::time::interval(PING);
     ping.tick().await;
     loop {

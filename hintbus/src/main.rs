@@ -48,6 +48,9 @@ enum Command {
     /// Log in to an Asterisk's AMI and print its device, presence and hint changes
     /// (checks an AMI user before hintbus is pointed at it).
     Watch(cmd::watch::WatchArgs),
+    /// What the broker (or an agent) says of itself: agents, versions, since when, how far
+    /// behind, lost servers. Exit status 0: all well, 1: not reachable, 2: something is wrong.
+    Status(cmd::status::StatusArgs),
     /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(cmd::completions::CompletionsArgs),
     /// Write the manual pages into a directory (for the package).
@@ -60,6 +63,8 @@ fn main() -> std::process::ExitCode {
         // Generated from the definitions above: no runtime, no logs.
         Command::Completions(args) => return exit(cmd::completions::run(args, Cli::command())),
         Command::Man(args) => return exit(cmd::man::run(args, Cli::command())),
+        // A blocking HTTP request and a table: no runtime, no logs.
+        Command::Status(args) => return cmd::status::run(args),
         command => command,
     };
     // One agent is one task (and libzmq's I/O thread): a single-threaded runtime spends less CPU
@@ -113,6 +118,7 @@ async fn run(command: Command) -> std::process::ExitCode {
         Command::Watch(args) => cmd::watch::run(args).await,
         Command::Completions(args) => cmd::completions::run(args, Cli::command()),
         Command::Man(args) => cmd::man::run(args, Cli::command()),
+        Command::Status(args) => return cmd::status::run(args),
     };
     exit(result)
 }

@@ -141,6 +141,20 @@ async fn metrics_and_status_show_the_federation() {
     let (code, _) = get(agent_http, "/api/table", None).await;
     assert_eq!(code, 404, "an agent has no table of its own to serve");
 
+    // `hintbus status` on the command line says the same, and all is well.
+    let out = status_cmd(r.http);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("SERVER  AGENT") && text.lines().any(|l| l.starts_with("b ")),
+        "{text}"
+    );
+
     // A killed agent is lost, and said so.
     r.agents[0].kill();
     let status = wait_json(r.http, "/api/status", |v| {
@@ -156,7 +170,19 @@ async fn metrics_and_status_show_the_federation() {
         Some(1.0),
         "{text}"
     );
+    let out = status_cmd(r.http);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "a lost server is something wrong: {text}");
+    assert!(text.contains("LOST a: no agent for"), "{text}");
     drop(r.dir);
+}
+
+/// `hintbus status --url` of a listener.
+fn status_cmd(addr: SocketAddr) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hintbus"))
+        .args(["status", "--url", &addr.to_string()])
+        .output()
+        .unwrap()
 }
 
 /// The table as a client holds it: (origin, kind, name) -> state or presence.

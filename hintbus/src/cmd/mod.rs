@@ -12,6 +12,7 @@ pub mod keygen;
 pub mod lamps;
 pub mod man;
 pub mod sim;
+pub mod status;
 pub mod watch;
 
 static SHUTDOWN: std::sync::OnceLock<tokio_util::sync::CancellationToken> = std::sync::OnceLock::new();

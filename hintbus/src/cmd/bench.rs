@@ -34,6 +34,10 @@ pub struct BenchArgs {
     /// Seconds to wait, after the load, for every mirror to equal its origin.
     #[arg(long, default_value_t = 30)]
     pub(super) settle: u64,
+    /// WebSocket clients on the broker's /api/ws during the load, with a feed subscriber and a
+    /// metrics scrape every second (0: the broker's HTTP listener and feed are off).
+    #[arg(long, default_value_t = 0)]
+    observers: usize,
     /// Memory mode instead of the load: one server holding this many devices (and a tenth as
     /// many presentities) mirrored on another, then a third agent joins (see bench_devices).
     #[arg(long)]
@@ -102,10 +106,18 @@ pub(super) fn free_port() -> u16 {
     }
 }
 
-/// The broker, as a process of this binary, listening on `port` without a feed.
-pub(super) fn spawn_broker(dir: &Path, port: u16) -> anyhow::Result<Child> {
+/// The broker, as a process of this binary, listening on `port`; without a feed and an HTTP
+/// listener unless `observed` gives their ports.
+pub(super) fn spawn_broker(dir: &Path, port: u16, observed: Option<(u16, u16)>) -> anyhow::Result<Child> {
     let cfg = dir.join("broker.ini");
-    std::fs::write(&cfg, format!("[broker]\nlisten = tcp://127.0.0.1:{port}\nfeed = off\n"))?;
+    let (feed, http) = match observed {
+        Some((feed, http)) => (format!("tcp://127.0.0.1:{feed}"), format!("127.0.0.1:{http}")),
+        None => ("off".into(), "off".into()),
+    };
+    std::fs::write(
+        &cfg,
+        format!("[broker]\nlisten = tcp://127.0.0.1:{port}\nfeed = {feed}\n[http]\nlisten = {http}\n"),
+    )?;
     Ok(Command::new(std::env::current_exe()?)
         .args(["broker", "-c", cfg.to_str().unwrap_or_default()])
         .env("HINTBUS_LOG", "warn")
@@ -120,7 +132,7 @@ pub(super) fn spawn_agent(dir: &Path, port: u16, sim: &Sim, stderr: Stdio, log: 
     std::fs::write(
         &cfg,
         format!(
-            "[agent]\nserver = {}\nbroker = tcp://127.0.0.1:{port}\n[ami]\nport = {}\nsecret = hintbus\n",
+            "[agent]\nserver = {}\nbroker = tcp://127.0.0.1:{port}\n[ami]\nport = {}\nsecret = hintbus\n[http]\nlisten = off\n",
             sim.name(),
             sim.port()
         ),
@@ -197,10 +209,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         sims.push(sim);
     }
 
-    let mut kids = Kids(vec![spawn_broker(&dir, port)?]);
+    let observed = (args.observers > 0).then(|| (free_port(), free_port()));
+    let mut kids = Kids(vec![spawn_broker(&dir, port, observed)?]);
     for s in &sims {
         kids.0.push(spawn_agent(&dir, port, s, Stdio::inherit(), "warn")?);
     }
+    let observers = match observed {
+        Some((feed, http)) => Some(
+            super::bench_observers::Observers::start(
+                args.observers,
+                &format!("127.0.0.1:{http}"),
+                &format!("tcp://127.0.0.1:{feed}"),
+            )
+            .await?,
+        ),
+        None => None,
+    };
 
     // Warm-up: every server's first phone seen everywhere.
     for (i, s) in sims.iter().enumerate() {
@@ -321,6 +345,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         agent_rss.iter().sum::<u64>() as f64 / agent_rss.len().max(1) as f64 / 1024.0,
         agent_rss.iter().copied().max().unwrap_or(0) as f64 / 1024.0
     );
+    if let Some(o) = observers {
+        let s = o.seen.clone();
+        o.stop().await;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        println!(
+            "  observers: {} WebSocket clients got {} messages ({} entries, {} tables); the feed subscriber {} messages; {} scrapes of /metrics",
+            args.observers,
+            get(&s.ws_messages),
+            get(&s.ws_entries),
+            get(&s.ws_tables),
+            get(&s.feed),
+            get(&s.scrapes)
+        );
+    }
     if left > 0 {
         for line in divergent_keys(&sims, args.phones, 5).1 {
             println!("  divergent: {line}");

@@ -323,7 +323,7 @@ pub async fn run(n: usize, settle: u64) -> anyhow::Result<()> {
     let received = Tracker::watch(&receiver.sim, n, presentities);
     let joined = Tracker::watch(&joiner.sim, n, presentities);
 
-    let mut kids = Kids(vec![spawn_broker(&dir, port)?]);
+    let mut kids = Kids(vec![spawn_broker(&dir, port, None)?]);
     let start = Instant::now();
     kids.0
         .push(spawn_agent(&dir, port, &origin.sim, Stdio::inherit(), "warn")?);

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod bench;
 mod bench_devices;
+mod bench_observers;
 pub mod broker;
 pub mod completions;
 pub mod demo;

@@ -89,6 +89,9 @@ pub struct Snapshot {
     pub members: Vec<Member>,
 }
 
+/// Lost servers remembered for the status API.
+const MAX_LOST: usize = 4096;
+
 pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -609,14 +612,20 @@ impl Core {
     /// and its policy applied.
     fn session_ended(&mut self, s: &Session, reason: LostReason, now: Instant) {
         self.metrics.sessions.set(self.sessions.len() as i64);
-        self.metrics.forget_session(&s.server);
         if self.sessions.values().any(|x| x.server == s.server) {
             return;
         }
+        self.metrics.forget_session(&s.server);
         self.metrics
             .agents_lost
             .get_or_create(&metrics::reason(reason.as_str()))
             .inc();
+        // Bounded: without CURVE (loopback) any local process may invent server ids.
+        if self.lost.len() >= MAX_LOST {
+            if let Some(oldest) = self.lost.iter().min_by_key(|(_, t)| **t).map(|(s, _)| s.clone()) {
+                self.lost.remove(&oldest);
+            }
+        }
         self.lost.insert(s.server.clone(), SystemTime::now());
         let changed = match self.config.lost_policy {
             LostPolicy::Keep => Vec::new(),

@@ -7,6 +7,7 @@
 //! - [`asterisk`]: reading states from AMI, writing them with Setvar.
 //! - [`link`]: the broker session (hello, snapshot, sequence, heartbeats).
 //! - [`run`]: the task that ties them together.
+//! - [`metrics`]: what it counts, for Prometheus.
 //!
 //! The broker's agentless mode runs this same code for servers it reaches over AMI.
 
@@ -16,6 +17,7 @@ pub mod guard;
 pub mod link;
 pub mod local;
 pub mod memory;
+pub mod metrics;
 pub mod mirror;
 pub mod overrides;
 pub mod resync;
@@ -23,5 +25,6 @@ pub mod run;
 pub mod template;
 
 pub use config::AgentConfig;
-pub use run::{spawn, AgentHandle, AgentStats};
+pub use metrics::Metrics;
+pub use run::{spawn, AgentHandle};
 pub use template::Template;

@@ -13,68 +13,35 @@ use crate::config::AgentConfig;
 use crate::guard::{Guard, GuardWrite};
 use crate::link::{Link, State, Step};
 use crate::local::{classify, Class, Local};
+use crate::metrics::Metrics;
 use crate::mirror::Mirror;
 use ami::client::ActionError;
 use ami::{Client, ClientEvent, Message};
+use prometheus_client::registry::Registry;
 use proto::transport::Dealer;
 use proto::{Entry, Kind, Msg, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// Counters of one agent.
-#[derive(Debug, Default)]
-pub struct AgentStats {
-    /// Local changes sent to the broker.
-    pub published: AtomicU64,
-    /// Setvars that succeeded.
-    pub writes: AtomicU64,
-    /// Setvars refused or lost.
-    pub write_errors: AtomicU64,
-    /// Events on our own mirror names (echoes), not republished.
-    pub echoes: AtomicU64,
-    /// Restore artifacts (`Custom:100` for `Custom:SIP/100`) not published.
-    pub artifacts: AtomicU64,
-    /// Full re-reads of the local Asterisk.
-    pub resyncs: AtomicU64,
-    /// Snapshots applied.
-    pub snapshots: AtomicU64,
-    /// Sequence gaps in the broker's updates.
-    pub gaps: AtomicU64,
-    /// Remote states applied from updates.
-    pub remote_updates: AtomicU64,
-    /// Local presence texts published fitted (cut to 255 bytes, control characters, leading
-    /// blanks): what AMI can carry unchanged.
-    pub fitted: AtomicU64,
-    /// Remote entries not applied because they were not valid.
-    pub invalid_remote: AtomicU64,
-    /// Mirrors left alone because something kept changing them back (see [`crate::overrides`]).
-    pub write_loops: AtomicU64,
-    /// Remote states refused because they would land on one of this server's own names.
-    pub collisions: AtomicU64,
-    /// Mirrors of mirrors left by older runs, deleted from astdb and never published.
-    pub stale_cleaned: AtomicU64,
-    /// Remote states whose name through the template is not one Asterisk can take (too long,
-    /// a character it cannot hold): not mirrored, warned and counted.
-    pub name_errors: AtomicU64,
-}
-
-fn add(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
-}
-
 /// A running agent.
 pub struct AgentHandle {
-    pub stats: Arc<AgentStats>,
+    pub metrics: Arc<Metrics>,
     pub client: Client,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl AgentHandle {
+    /// Registers this agent's metrics and its AMI client's into `registry`. The caller gives
+    /// the `server` label (`registry.sub_registry_with_label`).
+    pub fn register(&self, registry: &mut Registry) {
+        self.metrics.register(registry);
+        self.client.metrics().register(registry);
+    }
+
     /// Stops the agent and waits for it.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -162,7 +129,7 @@ struct Agent {
     memory_warned: bool,
     /// Mirrors something else keeps changing back.
     overrides: crate::overrides::Overrides,
-    stats: Arc<AgentStats>,
+    metrics: Arc<Metrics>,
 }
 
 /// Starts an agent.
@@ -189,7 +156,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         }
     })
     .map_err(|e| format!("cannot connect to broker {}: {e}", cfg.broker))?;
-    let stats = Arc::new(AgentStats::default());
+    let metrics = Arc::new(Metrics::default());
     let shutdown = CancellationToken::new();
     let (answers, answers_rx) = mpsc::unbounded_channel();
     let (resync_tx, resync_rx) = mpsc::unbounded_channel();
@@ -227,7 +194,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         resync_task: None,
         memory_warned: false,
         overrides: Default::default(),
-        stats: stats.clone(),
+        metrics: metrics.clone(),
         cfg,
     };
     let stop = shutdown.clone();
@@ -235,7 +202,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         agent.run(ami_rx, answers_rx, resync_rx, guard_rx, stop).await;
     });
     Ok(AgentHandle {
-        stats,
+        metrics,
         client,
         shutdown,
         task,
@@ -291,7 +258,11 @@ impl Agent {
                     self.write_targets(due);
                     if !self.retry.is_empty() && self.client.is_connected() {
                         let again: Vec<String> = std::mem::take(&mut self.retry).into_iter().collect();
+                        // Only Setvars go into `written`, and nothing leaves it meanwhile.
+                        let before = self.written.len();
                         self.write_targets(again);
+                        let sent = self.written.len().saturating_sub(before);
+                        self.metrics.setvar_retried.inc_by(sent as u64);
                     }
                 }
                 _ = &mut cancelled => break,
@@ -311,14 +282,30 @@ impl Agent {
             }
             self.flush_outgoing();
             self.refill();
-            self.stats.gaps.store(self.link.gaps, Ordering::Relaxed);
-            self.stats
-                .collisions
-                .store(self.mirror.local_collisions, Ordering::Relaxed);
-            self.stats.name_errors.store(self.mirror.name_errors, Ordering::Relaxed);
+            self.update_metrics();
         }
         self.client.shutdown();
         info!(server = %self.cfg.server, "agent stopped");
+    }
+
+    /// Counts kept by the link and the mirror, and the gauges, brought into the metrics once
+    /// per turn of the loop.
+    fn update_metrics(&self) {
+        let m = &self.metrics;
+        Metrics::catch_up(&m.gaps, self.link.gaps);
+        Metrics::catch_up(&m.heartbeats_missed, self.link.heartbeats_missed);
+        Metrics::catch_up(&m.collisions, self.mirror.local_collisions);
+        Metrics::catch_up(&m.name_errors, self.mirror.name_errors);
+        m.mirrors.set(self.mirror.target_count() as i64);
+        m.broker_live.set(i64::from(self.link.state == State::Live));
+    }
+
+    fn count_published(&self, entries: &[Entry]) {
+        let devices = entries.iter().filter(|e| e.kind == Kind::Device).count();
+        self.metrics.published(Kind::Device).inc_by(devices as u64);
+        self.metrics
+            .published(Kind::Presence)
+            .inc_by((entries.len() - devices) as u64);
     }
 
     /// Sends to the broker; false if the frame was dropped (our socket queue is full).
@@ -445,7 +432,7 @@ impl Agent {
         }
         match classify(&name, &self.mirror, &self.cfg.ignore) {
             Class::Mirror => {
-                add(&self.stats.echoes, 1);
+                self.metrics.echoes.inc();
                 self.mirror.observed(&name, value.clone());
                 // Usually the echo of our own write. If the mirror now shows something else and
                 // no write of ours is on its way (a late action of a dropped session landed, or
@@ -462,20 +449,22 @@ impl Agent {
                             self.write_targets(vec![name]);
                         }
                         Verdict::GiveUp => {
-                            add(&self.stats.write_loops, 1);
+                            self.metrics.write_loops.inc();
                             warn!(server = %self.cfg.server, target = %name, written = ?want, reported = ?value, retries = crate::overrides::MAX_RETRIES, "Asterisk keeps reporting another value than the one written: this mirror is left alone until its origin changes (does another tool write this name?)");
                         }
                         Verdict::Later | Verdict::Ignore => {}
                     }
                 }
             }
-            Class::Artifact => add(&self.stats.artifacts, 1),
+            Class::Artifact => {
+                self.metrics.artifacts.inc();
+            }
             Class::Stale => {}
             Class::Ignored | Class::Invalid => {}
             Class::Local => {
                 self.mirror.local_seen(&name);
                 if changed && self.local.states.get(&(kind, name.clone())) != Some(&value) {
-                    add(&self.stats.fitted, 1);
+                    self.metrics.fitted.inc();
                     info!(server = %self.cfg.server, presentity = %name, "presence text published cut to 255 bytes and without control characters or leading blanks (what AMI carries unchanged)");
                 }
                 if self.local.set(kind, &name, value.clone())
@@ -505,7 +494,7 @@ impl Agent {
         }
         self.resyncing = true;
         self.resync_owed = None;
-        add(&self.stats.resyncs, 1);
+        self.metrics.resyncs.inc();
         self.mirror.forget_applied();
         // A new session: every mirror is written again, whatever fought it before.
         self.overrides = Default::default();
@@ -670,7 +659,7 @@ impl Agent {
     fn send_sync(&mut self) {
         self.sync_id += 1;
         let entries = self.local.entries(&self.cfg.server);
-        add(&self.stats.published, entries.len() as u64);
+        self.count_published(&entries);
         let chunks: Vec<&[Entry]> = if entries.is_empty() {
             vec![&[]]
         } else {
@@ -695,7 +684,7 @@ impl Agent {
             return;
         }
         let entries = std::mem::take(&mut self.outgoing);
-        add(&self.stats.published, entries.len() as u64);
+        self.count_published(&entries);
         for c in entries.chunks(500) {
             if !self.send(&Msg::Update { entries: c.to_vec() }) {
                 // Lost on the way out: the next heartbeat sends our whole state instead.
@@ -718,7 +707,7 @@ impl Agent {
                 self.send(&m);
             }
             Step::Snapshot { entries, merge } => {
-                add(&self.stats.snapshots, 1);
+                self.metrics.snapshots.inc();
                 let values: Vec<(proto::Key, Value)> = entries
                     .iter()
                     .filter(|e| e.origin != self.cfg.server && self.cfg.shares(e.kind))
@@ -726,7 +715,7 @@ impl Agent {
                         Ok(Some(v)) => Some((e.key(), v.as_written())),
                         Ok(None) => None,
                         Err(err) => {
-                            add(&self.stats.invalid_remote, 1);
+                            self.metrics.invalid_remote.inc();
                             warn!(server = %self.cfg.server, origin = %ami::shown(&e.origin), error = %ami::shown(&err.to_string()), "invalid entry in snapshot not applied");
                             None
                         }
@@ -746,7 +735,7 @@ impl Agent {
                 }
             }
             Step::Updates(entries) => {
-                add(&self.stats.remote_updates, entries.len() as u64);
+                self.metrics.remote_updates.inc_by(entries.len() as u64);
                 // Written entry by entry: two states of one phone in one batch are both shown
                 // (a ring before an answer), in order.
                 for e in entries {
@@ -762,7 +751,7 @@ impl Agent {
                             self.write_targets(touched.into_iter().collect());
                         }
                         Err(err) => {
-                            add(&self.stats.invalid_remote, 1);
+                            self.metrics.invalid_remote.inc();
                             warn!(server = %self.cfg.server, origin = %ami::shown(&e.origin), error = %ami::shown(&err.to_string()), "invalid entry from broker ignored");
                         }
                     }
@@ -787,7 +776,7 @@ impl Agent {
         let Some(action) = crate::memory::forget_custom(name) else {
             return;
         };
-        add(&self.stats.stale_cleaned, 1);
+        self.metrics.stale_cleaned.inc();
         self.mirror.stale_restored_as(name);
         info!(server = %self.cfg.server, device = %ami::shown(name), "a mirror of mirrors left by an older run: not published, and deleted from astdb");
         self.next_token += 1;
@@ -872,7 +861,7 @@ impl Agent {
                 Err(e) => {
                     // The queue to Asterisk is full (or the connection gone): this one and
                     // the rest are written at the next heartbeat, or after the reconnect.
-                    add(&self.stats.write_errors, 1);
+                    self.metrics.setvar_failed.inc();
                     debug!(server = %self.cfg.server, target = %ami::shown(&target), error = %e, "mirror writes not sent; will retry");
                     self.backlog.insert(target);
                     self.backlog.extend(targets);
@@ -959,9 +948,11 @@ impl Agent {
         };
         if let Some((member, queue)) = &done.guard {
             match &result {
-                Ok(()) => add(&self.stats.writes, 1),
+                Ok(()) => {
+                    self.metrics.setvar_written.inc();
+                }
                 Err(e) => {
-                    add(&self.stats.write_errors, 1);
+                    self.metrics.setvar_failed.inc();
                     warn!(server = %self.cfg.server, target = %done.target, %member, %queue, error = %e, "queue guard write failed");
                     if let Some(g) = self.guard.as_mut() {
                         g.failed(&done.target);
@@ -971,9 +962,11 @@ impl Agent {
             return;
         }
         match &result {
-            Ok(()) => add(&self.stats.writes, 1),
+            Ok(()) => {
+                self.metrics.setvar_written.inc();
+            }
             Err(e) => {
-                add(&self.stats.write_errors, 1);
+                self.metrics.setvar_failed.inc();
                 // Retried every heartbeat. A lost connection fails every pending write at once
                 // and is logged once by the AMI client; other failures once per target.
                 let lost = matches!(e, ActionError::Disconnected | ActionError::NotConnected);

@@ -75,7 +75,7 @@ impl Link {
         Msg::Hello {
             server: self.server.clone(),
             instance: self.instance,
-            software: format!("hintbus {}", env!("CARGO_PKG_VERSION")),
+            software: crate::status::SOFTWARE.to_string(),
         }
     }
 

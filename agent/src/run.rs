@@ -15,11 +15,12 @@ use crate::link::{Link, State, Step};
 use crate::local::{classify, Class, Local};
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
+use crate::status::{printable, Board, BrokerState, Status, MAX_DETAIL};
 use ami::client::ActionError;
 use ami::{Client, ClientEvent, Message};
 use prometheus_client::registry::Registry;
 use proto::transport::Dealer;
-use proto::{Entry, Kind, Msg, Value};
+use proto::{Entry, Kind, Msg, QueueEvent, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -30,6 +31,7 @@ use tracing::{debug, info, warn};
 pub struct AgentHandle {
     pub metrics: Arc<Metrics>,
     pub client: Client,
+    board: Arc<Board>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -40,6 +42,11 @@ impl AgentHandle {
     pub fn register(&self, registry: &mut Registry) {
         self.metrics.register(registry);
         self.client.metrics().register(registry);
+    }
+
+    /// The agent's `/api/status`, read without waiting on the agent's task.
+    pub fn status(&self) -> Status {
+        self.board.status()
     }
 
     /// Stops the agent and waits for it.
@@ -130,6 +137,17 @@ struct Agent {
     /// Mirrors something else keeps changing back.
     overrides: crate::overrides::Overrides,
     metrics: Arc<Metrics>,
+    /// What `/api/status` shows, kept current as things change.
+    board: Arc<Board>,
+    /// The AMI connection as last told (to the board and the broker): connected, Asterisk's
+    /// version (the last known), why it is down.
+    ami_connected: bool,
+    asterisk: Option<String>,
+    ami_detail: String,
+    /// The broker state the board and the gauge show.
+    shown_state: State,
+    /// Queue members' events of this turn, sent at its end (see [`crate::queue_events`]).
+    queue_batch: crate::queue_events::Batch,
 }
 
 /// Starts an agent.
@@ -157,6 +175,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
     })
     .map_err(|e| format!("cannot connect to broker {}: {e}", cfg.broker))?;
     let metrics = Arc::new(Metrics::default());
+    let board = Arc::new(Board::new(&cfg.server, &cfg.broker));
     let shutdown = CancellationToken::new();
     let (answers, answers_rx) = mpsc::unbounded_channel();
     let (resync_tx, resync_rx) = mpsc::unbounded_channel();
@@ -195,6 +214,12 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         memory_warned: false,
         overrides: Default::default(),
         metrics: metrics.clone(),
+        board: board.clone(),
+        ami_connected: false,
+        asterisk: None,
+        ami_detail: String::new(),
+        shown_state: State::Joining,
+        queue_batch: Default::default(),
         cfg,
     };
     let stop = shutdown.clone();
@@ -203,6 +228,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
     });
     Ok(AgentHandle {
         metrics,
+        board,
         client,
         shutdown,
         task,
@@ -281,6 +307,7 @@ impl Agent {
                 }
             }
             self.flush_outgoing();
+            self.flush_queue_events();
             self.refill();
             self.update_metrics();
         }
@@ -290,14 +317,77 @@ impl Agent {
 
     /// Counts kept by the link and the mirror, and the gauges, brought into the metrics once
     /// per turn of the loop.
-    fn update_metrics(&self) {
+    fn update_metrics(&mut self) {
         let m = &self.metrics;
         Metrics::catch_up(&m.gaps, self.link.gaps);
         Metrics::catch_up(&m.heartbeats_missed, self.link.heartbeats_missed);
         Metrics::catch_up(&m.collisions, self.mirror.local_collisions);
         Metrics::catch_up(&m.name_errors, self.mirror.name_errors);
         m.mirrors.set(self.mirror.target_count() as i64);
-        m.broker_live.set(i64::from(self.link.state == State::Live));
+        let pending = self.written.len() + self.backlog.len() + self.retry.len();
+        self.board.set_counts(self.mirror.target_count(), pending);
+        if self.link.state != self.shown_state {
+            self.shown_state = self.link.state;
+            m.broker_live.set(i64::from(self.link.state == State::Live));
+            self.board.set_broker(BrokerState::from(self.link.state));
+        }
+    }
+
+    /// The AMI connection changed: shown, and told to the broker when it has a session for
+    /// us (a hello not yet answered would get `not_welcome`; it is told once live anyway).
+    fn ami_changed(&mut self, connected: bool, detail: &str) {
+        self.ami_connected = connected;
+        self.ami_detail = printable(detail, MAX_DETAIL);
+        self.board
+            .set_ami(connected, self.asterisk.clone(), self.ami_detail.clone());
+        if self.link.state != State::Joining {
+            self.send_status();
+        }
+    }
+
+    fn send_status(&self) {
+        self.send(&Msg::Status {
+            ami_connected: self.ami_connected,
+            asterisk: self.asterisk.clone(),
+            detail: self.ami_detail.clone(),
+        });
+    }
+
+    /// One AMI event that may be a queue member's: read, validated (an invalid one is dropped
+    /// alone, counted and warned), and batched while the broker session is live.
+    fn queue_event(&mut self, m: &Message) {
+        if self.link.state != State::Live {
+            return; // an event, not a state: nothing is kept for later
+        }
+        let Some(ev) = crate::queue_events::read(&self.cfg.server, m) else {
+            return;
+        };
+        if let Err(e) = ev.validate() {
+            self.metrics.queue_events_invalid.inc();
+            warn!(server = %self.cfg.server, event = %ami::shown(m.event_name().unwrap_or("")), queue = %ami::shown(&ev.queue), interface = %ami::shown(&ev.interface), error = %e, "queue event from Asterisk not valid: not sent");
+            return;
+        }
+        if let Some(full) = self.queue_batch.push(ev) {
+            self.send_queue_events(full);
+        }
+    }
+
+    fn flush_queue_events(&mut self) {
+        if self.queue_batch.is_empty() {
+            return;
+        }
+        let events = self.queue_batch.take();
+        // The session may have ended in this turn: they are not kept.
+        if self.link.state == State::Live {
+            self.send_queue_events(events);
+        }
+    }
+
+    fn send_queue_events(&mut self, events: Vec<QueueEvent>) {
+        let n = events.len() as u64;
+        if self.send(&Msg::Queue { events }) {
+            self.metrics.queue_events.inc_by(n);
+        }
     }
 
     fn count_published(&self, entries: &[Entry]) {
@@ -317,6 +407,8 @@ impl Agent {
         match ev {
             ClientEvent::Connected(info) => {
                 info!(server = %self.cfg.server, asterisk = ?info.asterisk_version, "Asterisk connected: resynchronising");
+                self.asterisk = info.asterisk_version.as_deref().map(|v| printable(v, MAX_DETAIL));
+                self.ami_changed(true, "");
                 self.resync();
             }
             ClientEvent::Lagged { dropped } => {
@@ -326,6 +418,7 @@ impl Agent {
             }
             ClientEvent::Disconnected { reason } => {
                 info!(server = %self.cfg.server, %reason, "Asterisk disconnected");
+                self.ami_changed(false, &reason);
                 self.local_ready = false;
                 self.mirror.forget_applied();
                 // Every target is written again once the lists are read after the reconnect.
@@ -340,6 +433,9 @@ impl Agent {
     }
 
     fn on_event(&mut self, m: &Message, index: u64) {
+        if self.cfg.queue_events {
+            self.queue_event(m);
+        }
         if self.guard.is_some() {
             self.guard_event(m);
         }
@@ -701,6 +797,7 @@ impl Agent {
                 return;
             }
         };
+        self.board.heard();
         match self.link.on_message(msg) {
             Step::Nothing => {}
             Step::Send(m) => {
@@ -733,6 +830,8 @@ impl Agent {
                     self.reclassify_local();
                     self.send_sync();
                 }
+                // Live again: a broker that restarted learns how this agent's Asterisk is.
+                self.send_status();
             }
             Step::Updates(entries) => {
                 self.metrics.remote_updates.inc_by(entries.len() as u64);

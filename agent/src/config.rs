@@ -38,6 +38,9 @@ pub struct AgentConfig {
     /// Presence states are shared: off, this agent neither publishes this server's presence
     /// nor writes other servers' (zmq-ami-broker's `presence = no`).
     pub presence: bool,
+    /// Queue members' events (AgentCalled ... QueueMemberPause) are sent to the broker for
+    /// observers (the board, the feed), whether or not the queue guard is on.
+    pub queue_events: bool,
 }
 
 /// The queue guard's name for a member when the configuration gives none.
@@ -61,6 +64,7 @@ impl AgentConfig {
             curve: None,
             device_state: true,
             presence: true,
+            queue_events: true,
         }
     }
 

@@ -7,6 +7,8 @@
 //! - [`asterisk`]: reading states from AMI, writing them with Setvar.
 //! - [`link`]: the broker session (hello, snapshot, sequence, heartbeats).
 //! - [`run`]: the task that ties them together.
+//! - [`metrics`]: what it counts, for Prometheus; [`status`]: what `/api/status` shows.
+//! - [`queue_events`]: queue members' events, passed to the broker for observers.
 //!
 //! The broker's agentless mode runs this same code for servers it reaches over AMI.
 
@@ -16,12 +18,17 @@ pub mod guard;
 pub mod link;
 pub mod local;
 pub mod memory;
+pub mod metrics;
 pub mod mirror;
 pub mod overrides;
+pub mod queue_events;
 pub mod resync;
 pub mod run;
+pub mod status;
 pub mod template;
 
 pub use config::AgentConfig;
-pub use run::{spawn, AgentHandle, AgentStats};
+pub use metrics::Metrics;
+pub use run::{spawn, AgentHandle};
+pub use status::Status;
 pub use template::Template;

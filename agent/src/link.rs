@@ -45,6 +45,8 @@ pub struct Link {
     /// When the snapshot we wait for was asked for.
     snapshot_asked: Instant,
     pub gaps: u64,
+    /// Times the broker was silent past the timeout.
+    pub heartbeats_missed: u64,
 }
 
 impl Link {
@@ -61,6 +63,7 @@ impl Link {
             last_hello: Instant::now() - Duration::from_secs(3600),
             snapshot_asked: Instant::now(),
             gaps: 0,
+            heartbeats_missed: 0,
         }
     }
 
@@ -72,7 +75,7 @@ impl Link {
         Msg::Hello {
             server: self.server.clone(),
             instance: self.instance,
-            software: format!("hintbus {}", env!("CARGO_PKG_VERSION")),
+            software: crate::status::SOFTWARE.to_string(),
         }
     }
 
@@ -153,6 +156,7 @@ impl Link {
     pub fn on_tick(&mut self, timeout: Duration) -> Msg {
         if self.state != State::Joining && self.last_heard.elapsed() > timeout {
             warn!(server = %self.server, silent = ?self.last_heard.elapsed(), "broker silent: saying hello again");
+            self.heartbeats_missed += 1;
             return self.hello();
         }
         if self.state == State::Joining {

@@ -92,6 +92,8 @@ pub struct Mirror {
     /// Remote states refused because they would land on this server's own names.
     pub local_collisions: u64,
     clock: u64,
+    /// Names with a target (see [`Mirror::target_count`]).
+    target_count: usize,
     pub collisions: u64,
     pub name_errors: u64,
 }
@@ -111,6 +113,7 @@ impl Mirror {
             refused: HashSet::new(),
             local_collisions: 0,
             clock: 0,
+            target_count: 0,
             collisions: 0,
             name_errors: 0,
         }
@@ -220,6 +223,7 @@ impl Mirror {
         if n.target.take().is_none() {
             return;
         }
+        self.target_count -= 1;
         n.shown = None;
         let i = i as u32;
         self.unremembered.retain(|(t, _)| *t != i);
@@ -279,6 +283,12 @@ impl Mirror {
             }
         }
         out
+    }
+
+    /// How many names remote states land on: the mirrors this agent keeps (without walking
+    /// them, for a gauge updated every turn).
+    pub fn target_count(&self) -> usize {
+        self.target_count
     }
 
     pub fn targets(&self) -> impl Iterator<Item = &String> {
@@ -367,6 +377,9 @@ impl Mirror {
         let clock = self.clock;
         let origin = self.origin_id(&key.origin);
         let (target, n) = self.names.get_index_mut(i as usize).expect("names are never removed");
+        if n.target.is_none() {
+            self.target_count += 1;
+        }
         let t = n.target.get_or_insert_with(|| Target {
             kind: key.kind,
             sources: SmallVec::new(),

@@ -13,68 +13,42 @@ use crate::config::AgentConfig;
 use crate::guard::{Guard, GuardWrite};
 use crate::link::{Link, State, Step};
 use crate::local::{classify, Class, Local};
+use crate::metrics::Metrics;
 use crate::mirror::Mirror;
+use crate::status::{printable, Board, BrokerState, Status, MAX_DETAIL};
 use ami::client::ActionError;
 use ami::{Client, ClientEvent, Message};
+use prometheus_client::registry::Registry;
 use proto::transport::Dealer;
-use proto::{Entry, Kind, Msg, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use proto::{Entry, Kind, Msg, QueueEvent, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// Counters of one agent.
-#[derive(Debug, Default)]
-pub struct AgentStats {
-    /// Local changes sent to the broker.
-    pub published: AtomicU64,
-    /// Setvars that succeeded.
-    pub writes: AtomicU64,
-    /// Setvars refused or lost.
-    pub write_errors: AtomicU64,
-    /// Events on our own mirror names (echoes), not republished.
-    pub echoes: AtomicU64,
-    /// Restore artifacts (`Custom:100` for `Custom:SIP/100`) not published.
-    pub artifacts: AtomicU64,
-    /// Full re-reads of the local Asterisk.
-    pub resyncs: AtomicU64,
-    /// Snapshots applied.
-    pub snapshots: AtomicU64,
-    /// Sequence gaps in the broker's updates.
-    pub gaps: AtomicU64,
-    /// Remote states applied from updates.
-    pub remote_updates: AtomicU64,
-    /// Local presence texts published fitted (cut to 255 bytes, control characters, leading
-    /// blanks): what AMI can carry unchanged.
-    pub fitted: AtomicU64,
-    /// Remote entries not applied because they were not valid.
-    pub invalid_remote: AtomicU64,
-    /// Mirrors left alone because something kept changing them back (see [`crate::overrides`]).
-    pub write_loops: AtomicU64,
-    /// Remote states refused because they would land on one of this server's own names.
-    pub collisions: AtomicU64,
-    /// Mirrors of mirrors left by older runs, deleted from astdb and never published.
-    pub stale_cleaned: AtomicU64,
-    /// Remote states whose name through the template is not one Asterisk can take (too long,
-    /// a character it cannot hold): not mirrored, warned and counted.
-    pub name_errors: AtomicU64,
-}
-
-fn add(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
-}
-
 /// A running agent.
 pub struct AgentHandle {
-    pub stats: Arc<AgentStats>,
+    pub metrics: Arc<Metrics>,
     pub client: Client,
+    board: Arc<Board>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl AgentHandle {
+    /// Registers this agent's metrics and its AMI client's into `registry`. The caller gives
+    /// the `server` label (`registry.sub_registry_with_label`).
+    pub fn register(&self, registry: &mut Registry) {
+        self.metrics.register(registry);
+        self.client.metrics().register(registry);
+    }
+
+    /// The agent's `/api/status`, read without waiting on the agent's task.
+    pub fn status(&self) -> Status {
+        self.board.status()
+    }
+
     /// Stops the agent and waits for it.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -162,7 +136,18 @@ struct Agent {
     memory_warned: bool,
     /// Mirrors something else keeps changing back.
     overrides: crate::overrides::Overrides,
-    stats: Arc<AgentStats>,
+    metrics: Arc<Metrics>,
+    /// What `/api/status` shows, kept current as things change.
+    board: Arc<Board>,
+    /// The AMI connection as last told (to the board and the broker): connected, Asterisk's
+    /// version (the last known), why it is down.
+    ami_connected: bool,
+    asterisk: Option<String>,
+    ami_detail: String,
+    /// The broker state the board and the gauge show.
+    shown_state: State,
+    /// Queue members' events of this turn, sent at its end (see [`crate::queue_events`]).
+    queue_batch: crate::queue_events::Batch,
 }
 
 /// Starts an agent.
@@ -189,7 +174,8 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         }
     })
     .map_err(|e| format!("cannot connect to broker {}: {e}", cfg.broker))?;
-    let stats = Arc::new(AgentStats::default());
+    let metrics = Arc::new(Metrics::default());
+    let board = Arc::new(Board::new(&cfg.server, &cfg.broker));
     let shutdown = CancellationToken::new();
     let (answers, answers_rx) = mpsc::unbounded_channel();
     let (resync_tx, resync_rx) = mpsc::unbounded_channel();
@@ -227,7 +213,13 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         resync_task: None,
         memory_warned: false,
         overrides: Default::default(),
-        stats: stats.clone(),
+        metrics: metrics.clone(),
+        board: board.clone(),
+        ami_connected: false,
+        asterisk: None,
+        ami_detail: String::new(),
+        shown_state: State::Joining,
+        queue_batch: Default::default(),
         cfg,
     };
     let stop = shutdown.clone();
@@ -235,7 +227,8 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         agent.run(ami_rx, answers_rx, resync_rx, guard_rx, stop).await;
     });
     Ok(AgentHandle {
-        stats,
+        metrics,
+        board,
         client,
         shutdown,
         task,
@@ -291,7 +284,11 @@ impl Agent {
                     self.write_targets(due);
                     if !self.retry.is_empty() && self.client.is_connected() {
                         let again: Vec<String> = std::mem::take(&mut self.retry).into_iter().collect();
+                        // Only Setvars go into `written`, and nothing leaves it meanwhile.
+                        let before = self.written.len();
                         self.write_targets(again);
+                        let sent = self.written.len().saturating_sub(before);
+                        self.metrics.setvar_retried.inc_by(sent as u64);
                     }
                 }
                 _ = &mut cancelled => break,
@@ -310,15 +307,95 @@ impl Agent {
                 }
             }
             self.flush_outgoing();
+            self.flush_queue_events();
             self.refill();
-            self.stats.gaps.store(self.link.gaps, Ordering::Relaxed);
-            self.stats
-                .collisions
-                .store(self.mirror.local_collisions, Ordering::Relaxed);
-            self.stats.name_errors.store(self.mirror.name_errors, Ordering::Relaxed);
+            self.update_metrics();
         }
         self.client.shutdown();
         info!(server = %self.cfg.server, "agent stopped");
+    }
+
+    /// Counts kept by the link and the mirror, and the gauges, brought into the metrics once
+    /// per turn of the loop.
+    fn update_metrics(&mut self) {
+        let m = &self.metrics;
+        Metrics::catch_up(&m.gaps, self.link.gaps);
+        Metrics::catch_up(&m.heartbeats_missed, self.link.heartbeats_missed);
+        Metrics::catch_up(&m.collisions, self.mirror.local_collisions);
+        Metrics::catch_up(&m.name_errors, self.mirror.name_errors);
+        m.mirrors.set(self.mirror.target_count() as i64);
+        let pending = self.written.len() + self.backlog.len() + self.retry.len();
+        self.board.set_counts(self.mirror.target_count(), pending);
+        if self.link.state != self.shown_state {
+            self.shown_state = self.link.state;
+            m.broker_live.set(i64::from(self.link.state == State::Live));
+            self.board.set_broker(BrokerState::from(self.link.state));
+        }
+    }
+
+    /// The AMI connection changed: shown, and told to the broker when it has a session for
+    /// us (a hello not yet answered would get `not_welcome`; it is told once live anyway).
+    fn ami_changed(&mut self, connected: bool, detail: &str) {
+        self.ami_connected = connected;
+        self.ami_detail = printable(detail, MAX_DETAIL);
+        self.board
+            .set_ami(connected, self.asterisk.clone(), self.ami_detail.clone());
+        if self.link.state != State::Joining {
+            self.send_status();
+        }
+    }
+
+    fn send_status(&self) {
+        self.send(&Msg::Status {
+            ami_connected: self.ami_connected,
+            asterisk: self.asterisk.clone(),
+            detail: self.ami_detail.clone(),
+        });
+    }
+
+    /// One AMI event that may be a queue member's: read, validated (an invalid one is dropped
+    /// alone, counted and warned), and batched while the broker session is live.
+    fn queue_event(&mut self, m: &Message) {
+        if self.link.state != State::Live {
+            return; // an event, not a state: nothing is kept for later
+        }
+        let Some(ev) = crate::queue_events::read(&self.cfg.server, m) else {
+            return;
+        };
+        if let Err(e) = ev.validate() {
+            self.metrics.queue_events_invalid.inc();
+            warn!(server = %self.cfg.server, event = %ami::shown(m.event_name().unwrap_or("")), queue = %ami::shown(&ev.queue), interface = %ami::shown(&ev.interface), error = %e, "queue event from Asterisk not valid: not sent");
+            return;
+        }
+        if let Some(full) = self.queue_batch.push(ev) {
+            self.send_queue_events(full);
+        }
+    }
+
+    fn flush_queue_events(&mut self) {
+        if self.queue_batch.is_empty() {
+            return;
+        }
+        let events = self.queue_batch.take();
+        // The session may have ended in this turn: they are not kept.
+        if self.link.state == State::Live {
+            self.send_queue_events(events);
+        }
+    }
+
+    fn send_queue_events(&mut self, events: Vec<QueueEvent>) {
+        let n = events.len() as u64;
+        if self.send(&Msg::Queue { events }) {
+            self.metrics.queue_events.inc_by(n);
+        }
+    }
+
+    fn count_published(&self, entries: &[Entry]) {
+        let devices = entries.iter().filter(|e| e.kind == Kind::Device).count();
+        self.metrics.published(Kind::Device).inc_by(devices as u64);
+        self.metrics
+            .published(Kind::Presence)
+            .inc_by((entries.len() - devices) as u64);
     }
 
     /// Sends to the broker; false if the frame was dropped (our socket queue is full).
@@ -330,6 +407,8 @@ impl Agent {
         match ev {
             ClientEvent::Connected(info) => {
                 info!(server = %self.cfg.server, asterisk = ?info.asterisk_version, "Asterisk connected: resynchronising");
+                self.asterisk = info.asterisk_version.as_deref().map(|v| printable(v, MAX_DETAIL));
+                self.ami_changed(true, "");
                 self.resync();
             }
             ClientEvent::Lagged { dropped } => {
@@ -339,6 +418,7 @@ impl Agent {
             }
             ClientEvent::Disconnected { reason } => {
                 info!(server = %self.cfg.server, %reason, "Asterisk disconnected");
+                self.ami_changed(false, &reason);
                 self.local_ready = false;
                 self.mirror.forget_applied();
                 // Every target is written again once the lists are read after the reconnect.
@@ -353,6 +433,9 @@ impl Agent {
     }
 
     fn on_event(&mut self, m: &Message, index: u64) {
+        if self.cfg.queue_events {
+            self.queue_event(m);
+        }
         if self.guard.is_some() {
             self.guard_event(m);
         }
@@ -445,7 +528,7 @@ impl Agent {
         }
         match classify(&name, &self.mirror, &self.cfg.ignore) {
             Class::Mirror => {
-                add(&self.stats.echoes, 1);
+                self.metrics.echoes.inc();
                 self.mirror.observed(&name, value.clone());
                 // Usually the echo of our own write. If the mirror now shows something else and
                 // no write of ours is on its way (a late action of a dropped session landed, or
@@ -462,20 +545,22 @@ impl Agent {
                             self.write_targets(vec![name]);
                         }
                         Verdict::GiveUp => {
-                            add(&self.stats.write_loops, 1);
+                            self.metrics.write_loops.inc();
                             warn!(server = %self.cfg.server, target = %name, written = ?want, reported = ?value, retries = crate::overrides::MAX_RETRIES, "Asterisk keeps reporting another value than the one written: this mirror is left alone until its origin changes (does another tool write this name?)");
                         }
                         Verdict::Later | Verdict::Ignore => {}
                     }
                 }
             }
-            Class::Artifact => add(&self.stats.artifacts, 1),
+            Class::Artifact => {
+                self.metrics.artifacts.inc();
+            }
             Class::Stale => {}
             Class::Ignored | Class::Invalid => {}
             Class::Local => {
                 self.mirror.local_seen(&name);
                 if changed && self.local.states.get(&(kind, name.clone())) != Some(&value) {
-                    add(&self.stats.fitted, 1);
+                    self.metrics.fitted.inc();
                     info!(server = %self.cfg.server, presentity = %name, "presence text published cut to 255 bytes and without control characters or leading blanks (what AMI carries unchanged)");
                 }
                 if self.local.set(kind, &name, value.clone())
@@ -505,7 +590,7 @@ impl Agent {
         }
         self.resyncing = true;
         self.resync_owed = None;
-        add(&self.stats.resyncs, 1);
+        self.metrics.resyncs.inc();
         self.mirror.forget_applied();
         // A new session: every mirror is written again, whatever fought it before.
         self.overrides = Default::default();
@@ -670,7 +755,7 @@ impl Agent {
     fn send_sync(&mut self) {
         self.sync_id += 1;
         let entries = self.local.entries(&self.cfg.server);
-        add(&self.stats.published, entries.len() as u64);
+        self.count_published(&entries);
         let chunks: Vec<&[Entry]> = if entries.is_empty() {
             vec![&[]]
         } else {
@@ -695,7 +780,7 @@ impl Agent {
             return;
         }
         let entries = std::mem::take(&mut self.outgoing);
-        add(&self.stats.published, entries.len() as u64);
+        self.count_published(&entries);
         for c in entries.chunks(500) {
             if !self.send(&Msg::Update { entries: c.to_vec() }) {
                 // Lost on the way out: the next heartbeat sends our whole state instead.
@@ -712,13 +797,14 @@ impl Agent {
                 return;
             }
         };
+        self.board.heard();
         match self.link.on_message(msg) {
             Step::Nothing => {}
             Step::Send(m) => {
                 self.send(&m);
             }
             Step::Snapshot { entries, merge } => {
-                add(&self.stats.snapshots, 1);
+                self.metrics.snapshots.inc();
                 let values: Vec<(proto::Key, Value)> = entries
                     .iter()
                     .filter(|e| e.origin != self.cfg.server && self.cfg.shares(e.kind))
@@ -726,7 +812,7 @@ impl Agent {
                         Ok(Some(v)) => Some((e.key(), v.as_written())),
                         Ok(None) => None,
                         Err(err) => {
-                            add(&self.stats.invalid_remote, 1);
+                            self.metrics.invalid_remote.inc();
                             warn!(server = %self.cfg.server, origin = %ami::shown(&e.origin), error = %ami::shown(&err.to_string()), "invalid entry in snapshot not applied");
                             None
                         }
@@ -744,9 +830,11 @@ impl Agent {
                     self.reclassify_local();
                     self.send_sync();
                 }
+                // Live again: a broker that restarted learns how this agent's Asterisk is.
+                self.send_status();
             }
             Step::Updates(entries) => {
-                add(&self.stats.remote_updates, entries.len() as u64);
+                self.metrics.remote_updates.inc_by(entries.len() as u64);
                 // Written entry by entry: two states of one phone in one batch are both shown
                 // (a ring before an answer), in order.
                 for e in entries {
@@ -762,7 +850,7 @@ impl Agent {
                             self.write_targets(touched.into_iter().collect());
                         }
                         Err(err) => {
-                            add(&self.stats.invalid_remote, 1);
+                            self.metrics.invalid_remote.inc();
                             warn!(server = %self.cfg.server, origin = %ami::shown(&e.origin), error = %ami::shown(&err.to_string()), "invalid entry from broker ignored");
                         }
                     }
@@ -787,7 +875,7 @@ impl Agent {
         let Some(action) = crate::memory::forget_custom(name) else {
             return;
         };
-        add(&self.stats.stale_cleaned, 1);
+        self.metrics.stale_cleaned.inc();
         self.mirror.stale_restored_as(name);
         info!(server = %self.cfg.server, device = %ami::shown(name), "a mirror of mirrors left by an older run: not published, and deleted from astdb");
         self.next_token += 1;
@@ -872,7 +960,7 @@ impl Agent {
                 Err(e) => {
                     // The queue to Asterisk is full (or the connection gone): this one and
                     // the rest are written at the next heartbeat, or after the reconnect.
-                    add(&self.stats.write_errors, 1);
+                    self.metrics.setvar_failed.inc();
                     debug!(server = %self.cfg.server, target = %ami::shown(&target), error = %e, "mirror writes not sent; will retry");
                     self.backlog.insert(target);
                     self.backlog.extend(targets);
@@ -959,9 +1047,11 @@ impl Agent {
         };
         if let Some((member, queue)) = &done.guard {
             match &result {
-                Ok(()) => add(&self.stats.writes, 1),
+                Ok(()) => {
+                    self.metrics.setvar_written.inc();
+                }
                 Err(e) => {
-                    add(&self.stats.write_errors, 1);
+                    self.metrics.setvar_failed.inc();
                     warn!(server = %self.cfg.server, target = %done.target, %member, %queue, error = %e, "queue guard write failed");
                     if let Some(g) = self.guard.as_mut() {
                         g.failed(&done.target);
@@ -971,9 +1061,11 @@ impl Agent {
             return;
         }
         match &result {
-            Ok(()) => add(&self.stats.writes, 1),
+            Ok(()) => {
+                self.metrics.setvar_written.inc();
+            }
             Err(e) => {
-                add(&self.stats.write_errors, 1);
+                self.metrics.setvar_failed.inc();
                 // Retried every heartbeat. A lost connection fails every pending write at once
                 // and is logged once by the AMI client; other failures once per target.
                 let lost = matches!(e, ActionError::Disconnected | ActionError::NotConnected);

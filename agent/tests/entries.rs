@@ -9,7 +9,6 @@ use broker::{Broker, BrokerConfig};
 use proto::transport::{Dealer, SocketOptions};
 use proto::{Entry, ErrorCode, Msg};
 use sim::{Sim, SimConfig};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -212,7 +211,7 @@ async fn a_mirror_something_else_keeps_changing_is_left_alone() {
         .encode(),
     );
     let gave_up = async {
-        while agent.stats.write_loops.load(Ordering::Relaxed) == 0 {
+        while agent.metrics.write_loops.get() == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
@@ -280,7 +279,7 @@ async fn a_remote_name_never_lands_on_the_servers_own_state() {
         "{:?}",
         b.table()
     );
-    assert!(agent.stats.collisions.load(Ordering::Relaxed) >= 1);
+    assert!(agent.metrics.collisions.get() >= 1);
 }
 
 /// What an older run left in astdb (mirrors of mirrors of mirrors, restored by Asterisk at
@@ -314,7 +313,7 @@ async fn mirrors_of_mirrors_left_in_astdb_are_cleaned_and_never_published() {
         "{:?}",
         b.table()
     );
-    assert_eq!(agent.stats.stale_cleaned.load(Ordering::Relaxed), 2);
+    assert_eq!(agent.metrics.stale_cleaned.get(), 2);
 }
 
 /// The first run on a server that zmq-ami-broker (or an older hintbus) fed: its mirrors are in

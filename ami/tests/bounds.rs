@@ -5,7 +5,6 @@
 use ami::client::{ActionError, AuthMethod};
 use ami::{AmiCodec, Client, ClientConfig, ClientEvent, Frame, Message};
 use futures::StreamExt;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -168,7 +167,7 @@ async fn the_event_queue_is_bounded_in_bytes() {
         .action(Message::action("Ping").with("X-Flood", "yes"))
         .await
         .unwrap();
-    let dropped = client.stats().events_dropped.load(Ordering::Relaxed);
+    let dropped = client.metrics().events_dropped.get();
     assert!(dropped > 0, "nothing dropped: the queue held all {n} events");
 
     let (mut bytes, mut got) = (0usize, 0u64);
@@ -222,6 +221,6 @@ async fn events_during_the_login_are_bounded_in_bytes() {
         got > 0 && bytes <= bound,
         "{got} events, {bytes} bytes kept, bound {bound}"
     );
-    let dropped = client.stats().events_dropped.load(Ordering::Relaxed);
+    let dropped = client.metrics().events_dropped.get();
     assert_eq!(got + dropped, n as u64, "every event delivered or counted");
 }

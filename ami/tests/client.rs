@@ -202,9 +202,11 @@ async fn reconnects_after_dropped_connections_and_restart() {
     let sim = Sim::start(SimConfig::fixture_server()).await.unwrap();
     let (client, mut rx) = Client::start(config(&sim));
     wait_for(&mut rx, is_connected).await;
+    assert_eq!(client.metrics().connected.get(), 1);
     sim.drop_connections();
     wait_for(&mut rx, |e| matches!(e, ClientEvent::Disconnected { .. })).await;
     wait_for(&mut rx, is_connected).await;
+    assert_eq!(client.metrics().connected.get(), 1);
     assert!(sim.set_custom("Custom:SIP/100", "BUSY"));
     sim.restart(Duration::from_millis(100)).await;
     wait_for(&mut rx, |e| matches!(e, ClientEvent::Disconnected { .. })).await;
@@ -218,7 +220,7 @@ async fn reconnects_after_dropped_connections_and_restart() {
         .filter(|d| d.starts_with("Custom:"))
         .collect();
     assert_eq!(customs, ["Custom:100"]);
-    assert!(client.stats().connects.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+    assert!(client.metrics().connects.get() >= 3);
 }
 
 #[tokio::test]
@@ -264,7 +266,7 @@ async fn slow_consumer_loses_counted_events_never_the_session() {
     // The session is alive (the reader never blocked, so the server did not drop us).
     client.action(Message::action("Ping")).await.unwrap();
     assert_eq!(sim.sessions(), 1);
-    let dropped = client.stats().events_dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = client.metrics().events_dropped.get();
     assert!(dropped > 1000, "dropped {dropped}");
     let ev = wait_for(&mut rx, |e| matches!(e, ClientEvent::Lagged { .. })).await;
     let ClientEvent::Lagged { dropped: told } = ev else {
@@ -304,15 +306,15 @@ async fn refused_login_is_retried_slowly_and_never_logs_the_secret() {
         cfg.secret = "wrong-Pa55word".into();
         cfg.auth_retry = Duration::from_secs(30);
         let (client, mut rx) = Client::start(cfg);
-        let stats = client.stats();
+        let metrics = client.metrics();
         let deadline = Instant::now() + WAIT;
-        while stats.login_failures.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        while metrics.login_failures.get() == 0 {
             assert!(Instant::now() < deadline, "no login attempt");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // One attempt, then a 30 s pause: no hot loop.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(stats.login_failures.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(metrics.login_failures.get(), 1);
         assert!(rx.try_recv().is_err(), "no Connected");
         assert!(!client.is_connected());
     }
@@ -362,13 +364,7 @@ async fn malformed_messages_from_the_server_are_skipped_not_fatal() {
     wait_for(&mut rx, is_connected).await;
     let ev = wait_for(&mut rx, |e| matches!(e, ClientEvent::Event(_))).await;
     assert!(device_event(&ev, "Custom:ok").is_some(), "{ev:?}");
-    assert_eq!(
-        client
-            .stats()
-            .frames_rejected
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
+    assert_eq!(client.metrics().frames_rejected.get(), 2);
     assert!(client.is_connected());
 }
 

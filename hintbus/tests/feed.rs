@@ -64,7 +64,7 @@ async fn pyzmq_script_reads_the_feed() {
             Instant::now() < deadline,
             "no output from feed.py: {lines:?}; table {:?}; agent {:?}",
             broker.table(),
-            agent.stats
+            agent.metrics
         );
         round += 1;
         let state = if round % 2 == 0 {

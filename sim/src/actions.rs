@@ -174,10 +174,32 @@ pub fn handle(world: &mut World, write: Classes, msg: &Message) -> Vec<Message> 
                 Err(e) => error(id, &e.to_string()),
             }]
         }
-        "command" | "originate" | "queuesummary" | "queuepause" => {
+        "queuepause" => vec![queue_pause(world, msg)],
+        "command" | "originate" | "queuesummary" => {
             vec![error(id, &format!("{action} is not simulated"))]
         }
         _ => vec![error(id, "Invalid/unknown command")],
+    }
+}
+
+/// `QueuePause` as app_queue's manager_pause_queue_member answers it: Interface and Paused
+/// required, Queue optional (every queue of the member), Reason optional; `Paused` is true for
+/// what `ast_true` takes (yes, true, y, t, 1, on), false for anything else.
+fn queue_pause(world: &mut World, msg: &Message) -> Message {
+    let id = msg.action_id();
+    let interface = msg.get("Interface").unwrap_or("");
+    let paused = msg.get("Paused").unwrap_or("");
+    if interface.is_empty() || paused.is_empty() {
+        return error(id, "Need 'Interface' and 'Paused' parameters.");
+    }
+    let paused = ["yes", "true", "y", "t", "1", "on"]
+        .iter()
+        .any(|t| paused.eq_ignore_ascii_case(t));
+    let queue = msg.get("Queue").unwrap_or("");
+    match world.pause_member(queue, interface, paused, msg.get("Reason").unwrap_or("")) {
+        Ok(()) if paused => success(id, "Interface paused successfully"),
+        Ok(()) => success(id, "Interface unpaused successfully"),
+        Err(_) => error(id, "Interface not found"),
     }
 }
 

@@ -13,6 +13,10 @@ pub struct Member {
     pub penalty: u32,
     pub dynamic: bool,
     pub paused: bool,
+    /// Why it is paused (PausedReason), at most 79 bytes as app_queue keeps it.
+    pub reason_paused: String,
+    /// Unix time of its last pause (LastPause), 0 if never.
+    pub last_pause: u64,
     pub in_call: bool,
     pub calls_taken: u64,
     pub last_call: u64,
@@ -78,6 +82,8 @@ impl Queue {
                     penalty: m.penalty,
                     dynamic: false,
                     paused: false,
+                    reason_paused: String::new(),
+                    last_pause: 0,
                     in_call: false,
                     calls_taken: 0,
                     last_call: 0,
@@ -101,7 +107,8 @@ impl Queue {
     }
 }
 
-/// The member fields shared by QueueMemberStatus, QueueMemberAdded and QueueMemberRemoved.
+/// The member fields shared by QueueMemberStatus, QueueMemberAdded, QueueMemberRemoved and
+/// QueueMemberPause (app_queue's queue_member_blob_create).
 pub fn member_event(name: &str, queue: &str, m: &Member) -> Message {
     let ev = event(name, Classes::AGENT)
         .with("Queue", queue)
@@ -118,12 +125,12 @@ pub fn member_fields(msg: Message, m: &Member) -> Message {
         .with("Penalty", m.penalty.to_string())
         .with("CallsTaken", m.calls_taken.to_string())
         .with("LastCall", m.last_call.to_string())
-        .with("LastPause", "0")
+        .with("LastPause", m.last_pause.to_string())
         .with("LoginTime", m.login_time.to_string())
         .with("InCall", u8::from(m.in_call).to_string())
         .with("Status", (m.status as u8).to_string())
         .with("Paused", u8::from(m.paused).to_string())
-        .with("PausedReason", "")
+        .with("PausedReason", m.reason_paused.clone())
 }
 
 /// One side of a call, as the channel snapshot fields of an event.

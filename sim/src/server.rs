@@ -212,6 +212,11 @@ impl Sim {
         self.with_world(|w| w.complete_call(call, reason))
     }
 
+    /// `QueuePause` from the CLI or the dialplan: QueueMemberPause (see [`World::pause_member`]).
+    pub fn pause_member(&self, queue: &str, interface: &str, paused: bool, reason: &str) -> Result<(), QueueError> {
+        self.with_world(|w| w.pause_member(queue, interface, paused, reason))
+    }
+
     /// Drops every AMI connection (a network cut as Asterisk sees it).
     pub fn drop_connections(&self) {
         let mut epoch = self.inner.epoch.lock().expect("epoch lock");

@@ -660,6 +660,8 @@ impl World {
             penalty: 0,
             dynamic: true,
             paused: false,
+            reason_paused: String::new(),
+            last_pause: 0,
             in_call: false,
             calls_taken: 0,
             last_call: 0,
@@ -707,6 +709,79 @@ impl World {
         self.emit(Classes::AGENT, ev);
         self.refresh_queues(true);
         Ok(())
+    }
+
+    /// `QueuePause` (app_queue's set_member_paused): pauses or unpauses `interface` in
+    /// `queue`, or in every queue it is a member of when `queue` is empty. Each member changed
+    /// gets its `Queue:<q>_pause_<interface>` device, the queue's `_avail` device where
+    /// app_queue changes it, and a QueueMemberPause with the member's fields, the reason in
+    /// PausedReason (also on an unpause, for that event only).
+    pub fn pause_member(&mut self, queue: &str, interface: &str, paused: bool, reason: &str) -> Result<(), QueueError> {
+        let mut found = false;
+        for qi in 0..self.queues.len() {
+            if !queue.is_empty() && !self.queues[qi].name.eq_ignore_ascii_case(queue) {
+                continue;
+            }
+            let member = self.queues[qi]
+                .members
+                .iter()
+                .position(|m| m.interface.eq_ignore_ascii_case(interface));
+            if let Some(mi) = member {
+                found = true;
+                self.set_queue_member_pause(qi, mi, paused, reason);
+            }
+            if !queue.is_empty() {
+                break;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(QueueError::NoMember(interface.into()))
+        }
+    }
+
+    fn set_queue_member_pause(&mut self, qi: usize, mi: usize, paused: bool, reason: &str) {
+        // app_queue keeps the reason in a char[80].
+        let mut end = reason.len().min(79);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let reason = &reason[..end];
+        let m = &mut self.queues[qi].members[mi];
+        m.paused = paused;
+        if paused {
+            m.last_pause = now_secs();
+        }
+        m.reason_paused = if paused { reason.to_string() } else { String::new() };
+        let q = &self.queues[qi];
+        let pause_device = q.pause_device(&q.members[mi]);
+        let avail = if q.members[mi].available() {
+            Some(DeviceState::NotInuse)
+        } else if !q.members.iter().any(Member::available) {
+            Some(DeviceState::Inuse)
+        } else {
+            None
+        };
+        let avail_device = q.avail_device();
+        let pause_state = if paused {
+            DeviceState::Inuse
+        } else {
+            DeviceState::NotInuse
+        };
+        self.set_device(&pause_device, pause_state);
+        if let Some(s) = avail {
+            self.set_device(&avail_device, s);
+        }
+        let q = &mut self.queues[qi];
+        if !paused {
+            q.members[mi].reason_paused = reason.to_string();
+        }
+        let ev = queue::member_event("QueueMemberPause", &q.name, &q.members[mi]);
+        if !paused {
+            q.members[mi].reason_paused.clear();
+        }
+        self.emit(Classes::AGENT, ev);
     }
 
     /// Asterisk 1.8 or 11: no DeviceStateChange, PresenceStateChange or state lists; hints

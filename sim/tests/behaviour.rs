@@ -261,3 +261,107 @@ async fn dropped_connections_and_mute() {
     ));
     assert!(sim.wait_until(WAIT, |w| w.subscribers.is_empty()).await);
 }
+
+/// QueuePause as app_queue answers it, and the QueueMemberPause it raises: the member's
+/// fields in queue_member_blob_create's order, the reason kept while paused, and sent with
+/// an unpause for that event only.
+#[tokio::test]
+async fn queue_pause_raises_queue_member_pause() {
+    let mut cfg = SimConfig::pbx("a", &["100", "101"]);
+    for q in ["sales", "support"] {
+        cfg.queues.push(QueueConfig {
+            name: q.into(),
+            strategy: "ringall".into(),
+            ringinuse: false,
+            members: vec![MemberConfig {
+                interface: "SIP/100".into(),
+                name: "Alice".into(),
+                state_interface: String::new(),
+                penalty: 0,
+            }],
+        });
+    }
+    let sim = Sim::start(cfg).await.unwrap();
+    let mut c = login(&sim, "agent").await;
+
+    let missing = answer(&mut c, Message::action("QueuePause").with("Interface", "SIP/100")).await;
+    assert_eq!(
+        missing.get("Message"),
+        Some("Need 'Interface' and 'Paused' parameters.")
+    );
+    let unknown = answer(
+        &mut c,
+        Message::action("QueuePause")
+            .with("Interface", "SIP/101")
+            .with("Paused", "true"),
+    )
+    .await;
+    assert_eq!(unknown.get("Message"), Some("Interface not found"));
+
+    let ok = answer(
+        &mut c,
+        Message::action("QueuePause")
+            .with("Queue", "support")
+            .with("Interface", "sip/100")
+            .with("Paused", "true")
+            .with("Reason", "lunch"),
+    )
+    .await;
+    assert!(ok.is_success());
+    assert_eq!(ok.get("Message"), Some("Interface paused successfully"));
+    let ev = next(&mut c).await.unwrap();
+    let names: Vec<&str> = ev.headers().iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Event",
+            "Privilege",
+            "Queue",
+            "MemberName",
+            "Interface",
+            "StateInterface",
+            "Membership",
+            "Penalty",
+            "CallsTaken",
+            "LastCall",
+            "LastPause",
+            "LoginTime",
+            "InCall",
+            "Status",
+            "Paused",
+            "PausedReason",
+            "Ringinuse",
+            "Wrapuptime"
+        ]
+    );
+    assert_eq!(ev.get("Event"), Some("QueueMemberPause"));
+    assert_eq!(ev.get("Privilege"), Some("agent,all"));
+    assert_eq!(
+        [ev.get("Queue"), ev.get("Interface"), ev.get("MemberName")],
+        [Some("support"), Some("SIP/100"), Some("Alice")]
+    );
+    assert_eq!([ev.get("Paused"), ev.get("PausedReason")], [Some("1"), Some("lunch")]);
+    assert_ne!(ev.get("LastPause"), Some("0"));
+    assert_eq!(sim.device_state("Queue:support_pause_SIP/100"), DeviceState::Inuse);
+    assert_eq!(sim.device_state("Queue:sales_pause_SIP/100"), DeviceState::NotInuse);
+    assert_eq!(sim.device_state("Queue:support_avail"), DeviceState::Inuse);
+
+    // Unpaused with a reason: in this event, not kept. Without a queue: every queue of the member.
+    sim.pause_member("", "SIP/100", false, "back").unwrap();
+    for q in ["sales", "support"] {
+        let ev = next(&mut c).await.unwrap();
+        assert_eq!(ev.get("Event"), Some("QueueMemberPause"));
+        assert_eq!(
+            [ev.get("Queue"), ev.get("Paused"), ev.get("PausedReason")],
+            [Some(q), Some("0"), Some("back")]
+        );
+    }
+    assert_eq!(sim.device_state("Queue:support_avail"), DeviceState::NotInuse);
+    let reasons = sim.with_world(|w| {
+        w.queues
+            .iter()
+            .map(|q| q.members[0].reason_paused.clone())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(reasons, ["", ""]);
+}

@@ -11,7 +11,6 @@ use crate::codec::{AmiCodec, CodecError, Frame, FrameError};
 use crate::escape::shown;
 use crate::message::Message;
 use futures::{FutureExt, SinkExt, StreamExt};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -55,6 +54,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, events: mpsc::Sender<ClientEv
         };
         *shared.outbound.lock().expect("outbound lock") = None;
         let was_connected = shared.info.send_replace(None).is_some();
+        shared.metrics.connected.set(0);
         shared.pending.fail_all(ActionError::Disconnected);
         let err = match result {
             Err(SessionError::Shutdown) => return,
@@ -63,7 +63,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, events: mpsc::Sender<ClientEv
         };
         let mut delay = backoff.next_delay();
         if let SessionError::AuthFailed(_) = err {
-            shared.stats.login_failures.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.login_failures.inc();
             delay = delay.max(cfg.auth_retry);
             warn!(server = %cfg.name, addr = %cfg.addr, user = %cfg.username, retry_in = ?delay, "AMI login refused: check username and secret");
         } else {
@@ -104,22 +104,20 @@ async fn session(shared: &Arc<Shared>, sink: &mut EventSink, backoff: &mut Backo
     .await
     .map_err(|_| SessionError::Timeout("login"))??;
     backoff.reset();
-    shared.stats.connects.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.connects.inc();
     info!(server = %cfg.name, addr = %cfg.addr, asterisk = ?info.asterisk_version, ami = ?info.ami_version, "AMI connected");
 
     let (out_tx, out_rx) = mpsc::channel::<Message>(4096);
     *shared.outbound.lock().expect("outbound lock") = Some(out_tx.clone());
     shared.info.send_replace(Some(info.clone()));
+    shared.metrics.connected.set(1);
     sink.deliver(shared, ClientEvent::Connected(info));
     if early_events.dropped > 0 {
-        shared
-            .stats
-            .events_dropped
-            .fetch_add(early_events.dropped, Ordering::Relaxed);
+        shared.metrics.events_dropped.inc_by(early_events.dropped);
         warn!(server = %cfg.name, dropped = early_events.dropped, limit = cfg.login_backlog_bytes, "events during the login over the backlog bound (login_backlog_bytes): dropped");
     }
     for ev in early_events.into_events() {
-        shared.stats.events_received.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.events_received.inc();
         sink.deliver(shared, ClientEvent::Event(ev));
     }
 
@@ -241,7 +239,7 @@ fn on_frame(
         }
         Ok(Frame::Banner(b)) => debug!(server = %cfg.name, banner = %shown(&b), "unexpected second banner"),
         Err(bad) => {
-            shared.stats.frames_rejected.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.frames_rejected.inc();
             warn!(server = %cfg.name, error = %shown(&bad.to_string()), "AMI message from Asterisk refused");
             if let Some(id) = bad.action_id() {
                 shared.pending.fail(
@@ -265,14 +263,13 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 fn dispatch(shared: &Shared, sink: &mut EventSink, msg: Message) {
-    match shared.pending.route(
-        msg,
-        &shared.config,
-        shared.stats.events_received.load(Ordering::Relaxed),
-    ) {
+    match shared
+        .pending
+        .route(msg, &shared.config, shared.metrics.events_received.get())
+    {
         Routed::Consumed => {}
         Routed::Event(ev) => {
-            shared.stats.events_received.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.events_received.inc();
             sink.deliver(shared, ClientEvent::Event(ev));
         }
         Routed::Stray(resp) => {

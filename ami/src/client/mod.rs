@@ -16,12 +16,14 @@
 //!   events sent while we were away are lost.
 //! - A refused login is retried no sooner than `auth_retry`, never in a hot loop; the secret
 //!   appears in no log line and no error.
+//! - What it counts is in [`Metrics`], for Prometheus.
 
 mod auth;
 mod backlog;
 mod backoff;
 mod config;
 mod connection;
+mod metrics;
 mod pending;
 mod sink;
 
@@ -30,6 +32,7 @@ pub use backoff::Backoff;
 pub use config::{
     AuthMethod, ClientConfig, DEFAULT_EVENT_BUFFER_BYTES, DEFAULT_LOGIN_BACKLOG_BYTES, DEFAULT_MAX_LIST_BYTES,
 };
+pub use metrics::Metrics;
 pub use pending::{Answers, ListResult};
 
 use crate::escape::shown;
@@ -122,16 +125,6 @@ pub enum ActionError {
     Closed,
 }
 
-/// Counters a caller may export as metrics.
-#[derive(Debug, Default)]
-pub struct ClientStats {
-    pub events_received: AtomicU64,
-    pub events_dropped: AtomicU64,
-    pub frames_rejected: AtomicU64,
-    pub connects: AtomicU64,
-    pub login_failures: AtomicU64,
-}
-
 pub(crate) struct Shared {
     pub config: ClientConfig,
     pub pending: Pending,
@@ -139,7 +132,7 @@ pub(crate) struct Shared {
     pub outbound: Mutex<Option<mpsc::Sender<Message>>>,
     pub next_id: AtomicU64,
     pub info: watch::Sender<Option<ServerInfo>>,
-    pub stats: ClientStats,
+    pub metrics: Metrics,
     pub shutdown: CancellationToken,
 }
 
@@ -177,7 +170,7 @@ impl Client {
             outbound: Mutex::new(None),
             next_id: AtomicU64::new(1),
             info,
-            stats: ClientStats::default(),
+            metrics: Metrics::default(),
             shutdown: shutdown.clone(),
         });
         tokio::spawn(connection::supervise(shared.clone(), events_tx));
@@ -332,9 +325,9 @@ impl Client {
         self.shared.info.borrow().is_some()
     }
 
-    /// Counters for metrics.
-    pub fn stats(&self) -> &ClientStats {
-        &self.shared.stats
+    /// What the client counts, to register for Prometheus or read in a test.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
     }
 
     /// Number of actions waiting for an answer.

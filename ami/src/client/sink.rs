@@ -9,7 +9,6 @@
 
 use super::{ClientEvent, Shared};
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -53,7 +52,7 @@ impl EventSink {
             self.lagging = true;
             if is_event {
                 self.lagged += 1;
-                shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.events_dropped.inc();
             }
         }
     }
@@ -61,7 +60,7 @@ impl EventSink {
     fn drop_one(&mut self, shared: &Shared, ev: &ClientEvent) {
         if matches!(ev, ClientEvent::Event(_)) {
             self.lagged += 1;
-            shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.events_dropped.inc();
         }
     }
 

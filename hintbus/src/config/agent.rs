@@ -47,6 +47,7 @@ struct AgentKeys {
     guard_template: Option<String>,
     device_state: Option<Switch>,
     presence: Option<Switch>,
+    queue_events: Option<Switch>,
 }
 
 /// An AMI connection: `[ami]`, and in each `[server-<id>]`.
@@ -155,6 +156,9 @@ fn agent_keys(s: &Part<'_>, server: &str, ami: ClientConfig, broker_ep: &str) ->
     }
     if let Some(Switch(v)) = k.presence {
         c.presence = v;
+    }
+    if let Some(Switch(v)) = k.queue_events {
+        c.queue_events = v;
     }
     Ok(c)
 }

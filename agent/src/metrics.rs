@@ -4,11 +4,16 @@
 //! The `server` label is the caller's (`Registry::sub_registry_with_label`): the broker's
 //! agentless mode runs several agents in one process, each under its own label.
 
+use ami::client::metrics::Series;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use proto::Kind;
+use std::sync::{Arc, Mutex};
 
 /// The `kind` label of [`Metrics::published`].
 pub type KindLabel = [(&'static str, &'static str); 1];
@@ -65,8 +70,7 @@ pub struct Metrics {
     pub queue_events: Counter,
     /// Times the broker was silent past `broker_timeout` (the agent then joins again).
     pub heartbeats_missed: Counter,
-    /// Queue members' events from Asterisk not valid, not sent. Not exported: docs/http.md
-    /// names no metric for it (yet); each is also warned.
+    /// Queue members' events from Asterisk not valid, not sent (each is also warned).
     pub queue_events_invalid: Counter,
     /// Mirrors this agent keeps.
     pub mirrors: Gauge,
@@ -128,61 +132,200 @@ impl Metrics {
     }
 
     /// Registers every metric as `hintbus_agent_*` (counters get their `_total` from the
-    /// encoder).
+    /// encoder), for a process with this one agent; [`Agents`] puts several under one name.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "hintbus_agent_published",
-            "Local changes sent to the broker",
-            self.published.clone(),
-        );
-        for (name, help, counter) in [
-            ("remote_updates", "Remote states received", &self.remote_updates),
-            ("setvar_written", "Setvars Asterisk accepted", &self.setvar_written),
-            ("setvar_failed", "Setvars refused or lost", &self.setvar_failed),
-            ("setvar_retried", "Writes tried again", &self.setvar_retried),
-            ("echoes", "Events of our own mirrors, not republished", &self.echoes),
-            ("artifacts", "Restore artifacts not published", &self.artifacts),
-            ("resyncs", "Full re-reads of the local Asterisk", &self.resyncs),
-            ("snapshots", "Snapshots applied", &self.snapshots),
-            ("gaps", "Sequence gaps in the broker's updates", &self.gaps),
-            ("fitted", "Presence texts cut to what AMI carries", &self.fitted),
-            (
-                "invalid_remote",
-                "Remote entries not valid, not applied",
-                &self.invalid_remote,
-            ),
-            (
-                "write_loops",
-                "Mirrors left alone (something writes them back)",
-                &self.write_loops,
-            ),
-            (
-                "collisions",
-                "Remote states refused (would land on a local name)",
-                &self.collisions,
-            ),
-            ("stale_cleaned", "Mirrors of mirrors deleted", &self.stale_cleaned),
-            ("name_errors", "Remote names Asterisk cannot take", &self.name_errors),
-            ("queue_events", "Queue members' events sent", &self.queue_events),
-            (
-                "heartbeats_missed",
-                "Broker silent past broker_timeout_ms",
-                &self.heartbeats_missed,
-            ),
-        ] {
-            registry.register(format!("hintbus_agent_{name}"), help, counter.clone());
+        registry.register(PUBLISHED.0, PUBLISHED.1, self.published.clone());
+        for (name, help, series) in self.series() {
+            match series {
+                Series::Counter(c) => registry.register(name, help, c.clone()),
+                Series::Gauge(g) => registry.register(name, help, g.clone()),
+            }
         }
-        registry.register(
-            "hintbus_agent_mirrors",
-            "Mirrors this agent keeps",
-            self.mirrors.clone(),
-        );
-        registry.register(
-            "hintbus_agent_broker_live",
-            "1 while the broker session is live",
-            self.broker_live.clone(),
-        );
     }
+
+    /// Every metric but `published` (which has a `kind` label), with its name and help.
+    pub fn series(&self) -> [(&'static str, &'static str, Series<'_>); 20] {
+        use ami::client::metrics::Series::{Counter as C, Gauge as G};
+        [
+            (
+                "hintbus_agent_remote_updates",
+                "Remote states received",
+                C(&self.remote_updates),
+            ),
+            (
+                "hintbus_agent_setvar_written",
+                "Setvars Asterisk accepted",
+                C(&self.setvar_written),
+            ),
+            (
+                "hintbus_agent_setvar_failed",
+                "Setvars refused or lost",
+                C(&self.setvar_failed),
+            ),
+            (
+                "hintbus_agent_setvar_retried",
+                "Writes tried again",
+                C(&self.setvar_retried),
+            ),
+            (
+                "hintbus_agent_echoes",
+                "Events of our own mirrors, not republished",
+                C(&self.echoes),
+            ),
+            (
+                "hintbus_agent_artifacts",
+                "Restore artifacts not published",
+                C(&self.artifacts),
+            ),
+            (
+                "hintbus_agent_resyncs",
+                "Full re-reads of the local Asterisk",
+                C(&self.resyncs),
+            ),
+            ("hintbus_agent_snapshots", "Snapshots applied", C(&self.snapshots)),
+            (
+                "hintbus_agent_gaps",
+                "Sequence gaps in the broker's updates",
+                C(&self.gaps),
+            ),
+            (
+                "hintbus_agent_fitted",
+                "Presence texts cut to what AMI carries",
+                C(&self.fitted),
+            ),
+            (
+                "hintbus_agent_invalid_remote",
+                "Remote entries not valid, not applied",
+                C(&self.invalid_remote),
+            ),
+            (
+                "hintbus_agent_write_loops",
+                "Mirrors left alone (something writes them back)",
+                C(&self.write_loops),
+            ),
+            (
+                "hintbus_agent_collisions",
+                "Remote states refused (would land on a local name)",
+                C(&self.collisions),
+            ),
+            (
+                "hintbus_agent_stale_cleaned",
+                "Mirrors of mirrors deleted",
+                C(&self.stale_cleaned),
+            ),
+            (
+                "hintbus_agent_name_errors",
+                "Remote names Asterisk cannot take",
+                C(&self.name_errors),
+            ),
+            (
+                "hintbus_agent_queue_events",
+                "Queue members' events sent",
+                C(&self.queue_events),
+            ),
+            (
+                "hintbus_agent_heartbeats_missed",
+                "Broker silent past broker_timeout_ms",
+                C(&self.heartbeats_missed),
+            ),
+            ("hintbus_agent_mirrors", "Mirrors this agent keeps", G(&self.mirrors)),
+            (
+                "hintbus_agent_broker_live",
+                "1 while the broker session is live",
+                G(&self.broker_live),
+            ),
+            (
+                "hintbus_agent_queue_events_invalid",
+                "Queue members' events from Asterisk not valid, not sent",
+                C(&self.queue_events_invalid),
+            ),
+        ]
+    }
+}
+
+const PUBLISHED: (&str, &str) = ("hintbus_agent_published", "Local changes sent to the broker");
+
+/// Every agent of a process (one, or the broker's agentless ones) in one exposition: each
+/// metric described once, with one series per `server`. A registry's labelled sub-registries
+/// would describe each metric again for every server, which OpenMetrics forbids.
+#[derive(Debug, Clone, Default)]
+pub struct Agents(Arc<Mutex<Vec<Labelled>>>);
+
+/// One agent's metrics and its AMI client's, with its server id.
+type Labelled = (String, Arc<Metrics>, ami::client::Metrics);
+
+impl Agents {
+    /// Adds an agent's metrics and its AMI client's, labelled `server`.
+    pub fn add(&self, server: &str, h: &crate::AgentHandle) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((
+            server.to_string(),
+            h.metrics.clone(),
+            h.client.metrics().clone(),
+        ));
+    }
+}
+
+impl Collector for Agents {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let agents = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((_, first, first_ami)) = agents.first() else {
+            return Ok(());
+        };
+        {
+            let mut m = enc.encode_descriptor(PUBLISHED.0, PUBLISHED.1, None, MetricType::Counter)?;
+            for (server, a, _) in agents.iter() {
+                for kind in [Kind::Device, Kind::Presence] {
+                    let labels = [("server", server.as_str()), ("kind", kind.as_str())];
+                    a.published(kind).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let n = first.series().len();
+        for i in 0..n {
+            let (name, help, s) = first.series()[i];
+            encode_each(
+                &mut enc,
+                name,
+                help,
+                s,
+                agents.iter().map(|(srv, a, _)| (srv.as_str(), a.series()[i].2)),
+            )?;
+        }
+        for i in 0..first_ami.series().len() {
+            let (name, help, s) = first_ami.series()[i];
+            encode_each(
+                &mut enc,
+                name,
+                help,
+                s,
+                agents.iter().map(|(srv, _, c)| (srv.as_str(), c.series()[i].2)),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// One metric's descriptor, then its series of every server.
+fn encode_each<'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: Series,
+    each: impl Iterator<Item = (&'a str, Series<'a>)>,
+) -> std::fmt::Result {
+    let ty = match kind {
+        Series::Counter(_) => MetricType::Counter,
+        Series::Gauge(_) => MetricType::Gauge,
+    };
+    let mut m = enc.encode_descriptor(name, help, None, ty)?;
+    for (server, s) in each {
+        let labels = [("server", server)];
+        match s {
+            Series::Counter(c) => c.encode(m.encode_family(&labels)?)?,
+            Series::Gauge(g) => g.encode(m.encode_family(&labels)?)?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -194,16 +337,32 @@ mod tests {
     /// exposed with exactly the names of docs/http.md.
     #[tokio::test]
     async fn exposition_under_the_server_label() {
-        // Nothing listens on either address: the agent starts, and waits.
-        let ami = ami::ClientConfig::new("127.0.0.1:1", "hintbus", "not-a-secret");
-        let handle = crate::spawn(crate::AgentConfig::new("a", ami, "tcp://127.0.0.1:1")).unwrap();
+        // Nothing listens on either address: the agents start, and wait.
+        let spawn = |server: &str| {
+            let ami = ami::ClientConfig::new("127.0.0.1:1", "hintbus", "not-a-secret");
+            crate::spawn(crate::AgentConfig::new(server, ami, "tcp://127.0.0.1:1")).unwrap()
+        };
+        let (handle, other) = (spawn("a"), spawn("b"));
         handle.metrics.published(Kind::Device).inc_by(2);
         handle.metrics.setvar_written.inc();
         let mut registry = Registry::default();
-        handle.register(registry.sub_registry_with_label(("server".into(), "a".into())));
+        let agents = Agents::default();
+        registry.register_collector(Box::new(agents.clone()));
+        agents.add("a", &handle);
+        agents.add("b", &other);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         handle.stop().await;
+        other.stop().await;
+        // Each metric is described once, whatever the number of agents.
+        let mut types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
+        let n = types.len();
+        types.dedup();
+        assert_eq!(types.len(), n, "{text}");
+        assert!(
+            text.contains(r#"hintbus_agent_setvar_written_total{server="b"} 0"#),
+            "{text}"
+        );
 
         let lines: Vec<&str> = text.lines().collect();
         for line in [
@@ -224,7 +383,7 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
             .collect();
-        assert_eq!(names.len(), 26, "{names:?}");
+        assert_eq!(names.len(), 27, "{names:?}");
         for name in &names {
             let sample = format!("{name}{{server=\"a\"");
             assert!(lines.iter().any(|l| l.starts_with(&sample)), "{name} not in\n{text}");

@@ -49,6 +49,13 @@ impl AgentHandle {
         self.board.status()
     }
 
+    /// Reads the status as [`AgentHandle::status`] does, for an HTTP listener that outlives
+    /// no agent but must not hold its handle.
+    pub fn status_reader(&self) -> impl Fn() -> Status + Send + Sync + 'static {
+        let board = self.board.clone();
+        move || board.status()
+    }
+
     /// Stops the agent and waits for it.
     pub async fn stop(self) {
         self.shutdown.cancel();

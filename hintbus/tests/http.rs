@@ -345,3 +345,65 @@ fn a_listener_beyond_loopback_without_a_token_is_refused_naming_file_key_and_val
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_members_events_reach_the_websocket_and_the_table() {
+    let mut a = SimConfig::federated("a", &["100", "101", "102"], &ALL);
+    a.queues.push(sim::QueueConfig {
+        name: "support".into(),
+        strategy: "ringall".into(),
+        ringinuse: false,
+        members: vec![sim::MemberConfig {
+            interface: "SIP/100".into(),
+            name: "Alice".into(),
+            state_interface: String::new(),
+            penalty: 0,
+        }],
+    });
+    let sims = vec![
+        Sim::start(a).await.unwrap(),
+        Sim::start(SimConfig::federated("b", &["200"], &ALL)).await.unwrap(),
+    ];
+    let r = start("http-queue", &sims, "").await;
+    wait_json(r.http, "/api/status", |v| agents_of(v) == ["a", "b"]).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/ws", r.http))
+        .await
+        .unwrap();
+    let call = sims[0].queue_call("support", "5551000").unwrap();
+    sims[0].complete_call(call, "agent").unwrap();
+    sims[0].pause_member("support", "SIP/100", true, "lunch").unwrap();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &Value| e["event"] == "pause") {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("queue events come")
+            .unwrap()
+            .unwrap();
+        let Ok(m) = serde_json::from_str::<Value>(msg.to_text().unwrap_or("")) else {
+            continue;
+        };
+        if m["type"] == "queue" {
+            seen.extend(m["events"].as_array().unwrap().iter().cloned());
+        }
+    }
+    let events: Vec<&str> = seen.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(events, ["called", "connect", "complete", "pause"], "{seen:?}");
+    assert!(seen
+        .iter()
+        .all(|e| e["origin"] == "a" && e["queue"] == "support" && e["interface"] == "SIP/100"));
+    assert_eq!(seen[0]["member"], "Alice");
+    // A client that joins later sees the member as it is now.
+    let table = get_json(r.http, "/api/table").await;
+    let m = &table["queue"][0];
+    assert_eq!(
+        (
+            m["member"].as_str(),
+            m["event"].as_str(),
+            m["paused"].as_bool(),
+            m["reason"].as_str()
+        ),
+        (Some("Alice"), Some("pause"), Some(true), Some("lunch")),
+        "{table}"
+    );
+    drop(r);
+}

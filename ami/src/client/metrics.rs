@@ -8,8 +8,16 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// Counters and the connected gauge of one AMI client.
-#[derive(Debug, Default)]
+/// One metric of a client or an agent, for a collector that puts several of them under one
+/// name (see the agent's `metrics::Agents`).
+#[derive(Debug, Clone, Copy)]
+pub enum Series<'a> {
+    Counter(&'a Counter),
+    Gauge(&'a Gauge),
+}
+
+/// Counters and the connected gauge of one AMI client. Clones share the values.
+#[derive(Debug, Default, Clone)]
 pub struct Metrics {
     /// Logins that succeeded.
     pub connects: Counter,
@@ -29,32 +37,48 @@ impl Metrics {
     /// Registers every metric as `hintbus_ami_*` (counters get their `_total` from the
     /// encoder). The handles share the values: what the client counts later is what is read.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "hintbus_ami_connected",
-            "1 while logged in to Asterisk",
-            self.connected.clone(),
-        );
-        for (name, help, counter) in [
-            ("hintbus_ami_connects", "AMI logins that succeeded", &self.connects),
-            ("hintbus_ami_login_failures", "AMI logins refused", &self.login_failures),
+        for (name, help, series) in self.series() {
+            match series {
+                Series::Counter(c) => registry.register(name, help, c.clone()),
+                Series::Gauge(g) => registry.register(name, help, g.clone()),
+            }
+        }
+    }
+
+    /// Every metric, with its name and help.
+    pub fn series(&self) -> [(&'static str, &'static str, Series<'_>); 6] {
+        [
+            (
+                "hintbus_ami_connected",
+                "1 while logged in to Asterisk",
+                Series::Gauge(&self.connected),
+            ),
+            (
+                "hintbus_ami_connects",
+                "AMI logins that succeeded",
+                Series::Counter(&self.connects),
+            ),
+            (
+                "hintbus_ami_login_failures",
+                "AMI logins refused",
+                Series::Counter(&self.login_failures),
+            ),
             (
                 "hintbus_ami_events_received",
                 "AMI events received",
-                &self.events_received,
+                Series::Counter(&self.events_received),
             ),
             (
                 "hintbus_ami_events_dropped",
                 "AMI events the agent was too slow for (it resyncs)",
-                &self.events_dropped,
+                Series::Counter(&self.events_dropped),
             ),
             (
                 "hintbus_ami_frames_rejected",
                 "Malformed or oversized AMI messages",
-                &self.frames_rejected,
+                Series::Counter(&self.frames_rejected),
             ),
-        ] {
-            registry.register(name, help, counter.clone());
-        }
+        ]
     }
 }
 

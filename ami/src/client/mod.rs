@@ -23,7 +23,7 @@ mod backlog;
 mod backoff;
 mod config;
 mod connection;
-mod metrics;
+pub mod metrics;
 mod pending;
 mod sink;
 

@@ -50,12 +50,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     let server = cfg.server.clone();
     let handle = agent::spawn(cfg).map_err(anyhow::Error::msg)?;
-    let mut registry = prometheus_client::registry::Registry::default();
-    broker::metrics::register_process(&mut registry);
-    super::register_agent(&mut registry, &server, &handle);
+    let (registry, agent_metrics) = super::registry();
+    agent_metrics.add(&server, &handle);
     let web = match &http.listen {
         Some(listen) => {
-            let status = super::agent_status(&server, &handle);
+            let status = super::agent_status(&handle);
             let app = web::App::new(registry, http.token.clone(), web::Source::Agent(status));
             Some(
                 web::Server::start(listen, app)

@@ -2,7 +2,6 @@
 
 use crate::config::{self, Loaded, KNOWN_SECTIONS};
 use clap::Args;
-use prometheus_client::registry::Registry;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -74,16 +73,15 @@ pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
     }
     let broker = broker::Broker::start(cfg).map_err(|e| anyhow::anyhow!("{}: [broker] {e}", args.config.display()))?;
     let broker = Arc::new(broker);
-    let mut registry = Registry::default();
+    let (mut registry, agent_metrics) = super::registry();
     broker.metrics().register(&mut registry);
-    broker::metrics::register_process(&mut registry);
     let mut agents = Vec::new();
     for mut a in servers {
         a.broker = broker.endpoint().to_string();
         info!(server = %a.server, ami = %a.ami.addr, "agentless server");
         let server = a.server.clone();
         let h = agent::spawn(a).map_err(anyhow::Error::msg)?;
-        super::register_agent(&mut registry, &server, &h);
+        agent_metrics.add(&server, &h);
         agents.push(h);
     }
     let web = match &http.listen {

@@ -44,9 +44,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     .await?
     .map_err(anyhow::Error::msg)?;
     let broker = std::sync::Arc::new(broker);
-    let mut registry = prometheus_client::registry::Registry::default();
+    let (mut registry, agent_metrics) = super::registry();
     broker.metrics().register(&mut registry);
-    broker::metrics::register_process(&mut registry);
     let all: Vec<&str> = SERVERS.iter().flat_map(|(_, e)| e.iter().copied()).collect();
     let mut sims = Vec::new();
     let mut agents = Vec::new();
@@ -55,7 +54,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let mut ami = ClientConfig::new(sim.addr().to_string(), "hintbus", "hintbus");
         ami.name = name.into();
         let h = agent::spawn(AgentConfig::new(name, ami, broker.endpoint())).map_err(anyhow::Error::msg)?;
-        super::register_agent(&mut registry, name, &h);
+        agent_metrics.add(name, &h);
         agents.push(h);
         sims.push(sim);
     }

@@ -52,18 +52,20 @@ pub fn http_line(h: &crate::config::Http) -> String {
     }
 }
 
-/// One agent's metrics in the process's registry, labelled with its server.
-pub fn register_agent(registry: &mut prometheus_client::registry::Registry, server: &str, _h: &::agent::AgentHandle) {
-    let _r = registry.sub_registry_with_label(("server".into(), server.to_string().into()));
-    // The agent's metrics register here once they are the registry's (issue 13, agent side).
+/// The process's registry: the process's own metrics, and one collector for all its agents
+/// (each agent's series labelled with its server: see `agent::metrics::Agents`).
+pub fn registry() -> (prometheus_client::registry::Registry, ::agent::metrics::Agents) {
+    let mut registry = prometheus_client::registry::Registry::default();
+    ::broker::metrics::register_process(&mut registry);
+    let agents = ::agent::metrics::Agents::default();
+    registry.register_collector(Box::new(agents.clone()));
+    (registry, agents)
 }
 
 /// What `/api/status` of an agent says (read without waiting on the agent).
-pub fn agent_status(server: &str, _h: &::agent::AgentHandle) -> web::AgentStatus {
-    let server = server.to_string();
-    std::sync::Arc::new(
-        move || serde_json::json!({ "role": "agent", "software": web::status::SOFTWARE, "server": server }),
-    )
+pub fn agent_status(h: &::agent::AgentHandle) -> web::AgentStatus {
+    let read = h.status_reader();
+    std::sync::Arc::new(move || serde_json::to_value(read()).unwrap_or_default())
 }
 
 /// Stops the broker once the last WebSocket client lets go of it (they end with the HTTP

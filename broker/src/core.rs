@@ -113,12 +113,23 @@ pub struct Core {
     /// Servers whose last session ended, and since when.
     lost: BTreeMap<Arc<str>, SystemTime>,
     started: Instant,
+    /// The table's size gauges by kind, looked up once (they are set at every change).
+    pub(crate) table_entries: [prometheus_client::metrics::gauge::Gauge; 2],
 }
 
 impl Core {
     pub fn new(config: BrokerConfig, instance: u64, metrics: Metrics, now: Instant) -> Core {
         let curve = config.curve.is_some();
+        let table_entries = [Kind::Device, Kind::Presence].map(|k| {
+            metrics
+                .table_entries
+                .get_or_create(&metrics::KindLabel {
+                    kind: k.as_str().into(),
+                })
+                .clone()
+        });
         Core {
+            table_entries,
             config,
             table: Table::default(),
             sessions: HashMap::new(),

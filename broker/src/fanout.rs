@@ -33,12 +33,7 @@ impl Core {
         }
         self.metrics.table_version.set(self.table.version() as i64);
         for kind in [Kind::Device, Kind::Presence] {
-            self.metrics
-                .table_entries
-                .get_or_create(&crate::metrics::KindLabel {
-                    kind: kind.as_str().into(),
-                })
-                .set(self.table.len_of(kind) as i64);
+            self.table_entries[crate::table::index(kind)].set(self.table.len_of(kind) as i64);
         }
         self.events.push(Event::Changed(changed.into()));
     }

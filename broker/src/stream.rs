@@ -86,11 +86,14 @@ impl Stream {
 
     /// Hands a batch to every consumer; never waits for one.
     pub fn publish(&self, batch: Batch) {
-        let bytes = batch.bytes();
-        let batch = Arc::new(batch);
         let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
         // A consumer that is gone holds the only other reference.
         subs.retain(|s| Arc::strong_count(s) > 1);
+        if subs.is_empty() {
+            return;
+        }
+        let bytes = batch.bytes();
+        let batch = Arc::new(batch);
         for s in subs.iter() {
             let mut q = s.lock();
             if q.lagged {

@@ -6,13 +6,15 @@
 //! - [`status`]: who is connected, since when, how far behind.
 //! - [`table`]: the table and the queue members as JSON.
 //! - [`ws`]: the WebSocket, a consumer of the broker's change stream; [`history`]: the
-//!   recent changes, for a client that joins holding the table.
+//!   recent changes, for a client that joins holding the table; [`render`]: a batch as
+//!   JSON once for every client.
 //! - [`board`]: the web page, served from the binary.
 
 pub mod auth;
 pub mod board;
 pub mod history;
 pub mod metrics;
+pub mod render;
 pub mod status;
 pub mod table;
 pub mod ws;
@@ -43,6 +45,8 @@ pub struct App {
     pub(crate) clients: Arc<tokio::sync::Semaphore>,
     /// The broker's recent changes (made when the server starts).
     pub(crate) history: Option<Arc<history::History>>,
+    /// Batches rendered once for every WebSocket client.
+    pub(crate) render: Arc<render::Renderer>,
 }
 
 impl App {
@@ -53,6 +57,7 @@ impl App {
             source,
             clients: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CLIENTS)),
             history: None,
+            render: Arc::default(),
         }
     }
 }

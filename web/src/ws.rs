@@ -9,13 +9,14 @@
 //! [`History`](crate::history), not the table again.
 
 use crate::history::History;
+use crate::render::Renderer;
 use crate::table::to_json;
 use crate::{App, Source};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use broker::{Broker, Event, Recv};
+use broker::{Broker, Recv};
 use futures::{SinkExt, StreamExt};
 use proto::Entry;
 use serde::Deserialize;
@@ -48,17 +49,24 @@ pub async fn handler(State(app): State<Arc<App>>, Query(p): Query<Params>, upgra
     };
     let b = b.clone();
     let history = app.history.clone();
+    let render = app.render.clone();
     let since = p.since.filter(|_| p.broker == Some(b.instance()));
     upgrade
         .max_message_size(MAX_INCOMING)
         .max_frame_size(MAX_INCOMING)
         .on_upgrade(move |socket| async move {
-            serve(socket, b, history, since).await;
+            serve(socket, b, history, render, since).await;
             drop(permit);
         })
 }
 
-async fn serve(socket: WebSocket, broker: Arc<Broker>, history: Option<Arc<History>>, since: Option<u64>) {
+async fn serve(
+    socket: WebSocket,
+    broker: Arc<Broker>,
+    history: Option<Arc<History>>,
+    render: Arc<Renderer>,
+    since: Option<u64>,
+) {
     let (mut tx, mut rx) = socket.split();
     // Subscribed first: whatever is published from now on is in `sub`.
     let mut sub = broker.subscribe("websocket", CLIENT_BOUND);
@@ -94,8 +102,8 @@ async fn serve(socket: WebSocket, broker: Arc<Broker>, history: Option<Arc<Histo
         tokio::select! {
             r = sub.recv() => match r {
                 Recv::Batch(batch) => {
-                    for msg in messages(&batch.events, known) {
-                        if send(&mut tx, msg).await.is_err() {
+                    for text in render.messages(&batch, known).iter() {
+                        if tx.send(Message::Text(text.clone())).await.is_err() {
                             return;
                         }
                     }
@@ -124,32 +132,6 @@ async fn serve(socket: WebSocket, broker: Arc<Broker>, history: Option<Arc<Histo
             }
         }
     }
-}
-
-/// A batch's events as the client's messages; changes the client already has (version at
-/// most `known`) are left out.
-fn messages(events: &[Event], known: u64) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    for e in events {
-        match e {
-            Event::Changed(changes) => {
-                let entries: Vec<Entry> = changes.iter().filter(|c| c.version > known).map(|c| c.entry()).collect();
-                if let Some(last) = entries.last() {
-                    out.push(json!({"type": "changes", "version": last.version, "entries": entries}));
-                }
-            }
-            Event::Queue(events) => out.push(json!({"type": "queue", "events": &**events})),
-            Event::AgentJoined { server, .. } => out.push(json!({"type": "agent", "server": &**server, "event": "joined"})),
-            Event::AgentLost { server, .. } => out.push(json!({"type": "agent", "server": &**server, "event": "lost"})),
-            Event::AgentStatus {
-                server,
-                ami_connected,
-                ..
-            } => out.push(json!({"type": "agent", "server": &**server, "event": if *ami_connected { "ami_up" } else { "ami_down" }})),
-            Event::Refused { .. } => {}
-        }
-    }
-    out
 }
 
 async fn send<S>(tx: &mut S, v: serde_json::Value) -> Result<(), axum::Error>

@@ -126,7 +126,11 @@ async fn serve(
                 Some(Ok(_)) => {}
             },
             _ = ping.tick() => {
-                if tx.send(Message::Ping(Default::default())).await.is_err() {
+                // A browser's script never sees Ping frames: the text ping is what tells the
+                // board that a quiet feed is still alive.
+                if tx.send(Message::Ping(Default::default())).await.is_err()
+                    || send(&mut tx, json!({"type": "ping"})).await.is_err()
+                {
                     return;
                 }
             }

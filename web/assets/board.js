@@ -652,10 +652,12 @@
 
   serverSelect.addEventListener("change", () => setFilter(serverSelect.value, filter.q));
   let typing = 0;
-  filterInput.addEventListener("input", () => {
+  const typed = () => {
     clearTimeout(typing);
     typing = setTimeout(() => setFilter(filter.server, filterInput.value.trim()), 120);
-  });
+  };
+  filterInput.addEventListener("input", typed);
+  filterInput.addEventListener("change", typed);
   window.addEventListener("hashchange", () => {
     hash = readHash();
     const t = hash.token || "";

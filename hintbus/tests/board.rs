@@ -561,6 +561,9 @@ async fn board_shows_the_federation_live_and_survives_a_broker_restart() {
         json!("INUSE")
     );
 
+    // As a wall screen shows it: no control focused.
+    b.js("document.activeElement && document.activeElement.blur()", vec![])
+        .await;
     let shot = b.screenshot("board.png").await;
     report(&format!(
         "board: screenshot {} (feed lost: {})",

@@ -37,7 +37,7 @@
     called: "ringing", connect: "on a call", complete: "call ended",
     ring_no_answer: "no answer", dump: "hung up", pause: "pause",
   };
-  const SERVER_STATUS = { live: "live", lost: "lost", ami_down: "Asterisk unreachable" };
+  const SERVER_STATUS = { live: "online", lost: "agent lost", ami_down: "Asterisk unreachable" };
 
   const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
   const byName = (a, b) => collator.compare(a, b) || (a < b ? -1 : a > b ? 1 : 0);
@@ -202,7 +202,7 @@
     const li = el("li", "lamp");
     li.dataset.origin = e.origin;
     li.dataset.name = e.name;
-    li.appendChild(el("span", "dot"));
+    // The lamp itself is the tile's ::before (one element fewer per lamp, for 10,000 of them).
     li.appendChild(el("span", "name", e.name));
     li.appendChild(el("span", "state"));
     paintLamp(li, e);
@@ -257,13 +257,18 @@
   function paintMember(li, m) {
     const [name, , ev, paused, when] = li.children;
     name.textContent = m.member || m.interface;
+    if (m.member && m.member !== m.interface) name.appendChild(el("span", "iface", m.interface));
     name.title = m.interface;
     li.dataset.name = m.member || m.interface;
     li.dataset.event = m.event;
     li.dataset.paused = m.paused ? "1" : "0";
     li.className = `member e-${QUEUE_EVENT[m.event] ? m.event : "other"}${m.paused ? " is-paused" : ""}`;
-    ev.textContent = m.event === "pause" ? (m.paused ? "paused" : "unpaused") : QUEUE_EVENT[m.event] || m.event;
-    paused.textContent = m.paused ? (m.reason ? `paused: ${m.reason}` : "paused") : "";
+    const pause = m.event === "pause";
+    ev.textContent = pause ? (m.paused ? "paused" : "unpaused") : QUEUE_EVENT[m.event] || m.event;
+    // After a pause event the event says "paused" already: only the reason is left to say.
+    if (!m.paused) paused.textContent = "";
+    else if (pause) paused.textContent = m.reason ? `reason: ${m.reason}` : "";
+    else paused.textContent = m.reason ? `paused: ${m.reason}` : "paused";
     when.textContent = m.at_ms ? clock(m.at_ms) : "";
   }
 
@@ -295,15 +300,19 @@
     const summary = el("div", "summary");
     head.appendChild(summary);
     root.appendChild(head);
-    const lamps = el("ul", "lamps");
-    lamps.setAttribute("aria-label", `lamps of ${origin}`);
-    const presence = el("ul", "presences");
-    presence.setAttribute("aria-label", `presence on ${origin}`);
-    const mem = el("ul", "members");
-    mem.setAttribute("aria-label", `queue members on ${origin}`);
-    root.appendChild(lamps);
-    root.appendChild(presence);
-    root.appendChild(mem);
+    // Each list in a block of its own, hidden while the list is empty (CSS).
+    const block = (cls, title) => {
+      const b = el("div", "block");
+      if (title) b.appendChild(el("h3", "", title));
+      const list = el("ul", cls);
+      list.setAttribute("aria-label", `${title || "lamps"} on ${origin}`);
+      b.appendChild(list);
+      root.appendChild(b);
+      return list;
+    };
+    const lamps = block("lamps", "");
+    const presence = block("presences", "presence");
+    const mem = block("members", "queue members");
     root.appendChild(el("p", "empty", filter.q ? "nothing matches the filter" : "nothing yet"));
     const sec = { root, badge, summary, lamps, presence, members: mem };
     const s = servers.get(origin);
@@ -411,9 +420,17 @@
     fetchStatus();
   }
 
+  let summaryFrame = 0;
+
   function applyChanges(m) {
     for (const e of m.entries || []) applyEntry(e);
-    paintSummaries();
+    // Counts are painted once a frame, however many changes came in it.
+    if (!summaryFrame) {
+      summaryFrame = requestAnimationFrame(() => {
+        summaryFrame = 0;
+        paintSummaries();
+      });
+    }
     setVersion(Math.max(version, m.version || 0));
   }
 

@@ -430,29 +430,31 @@ async fn board_shows_the_federation_live_and_survives_a_broker_restart() {
     );
     assert!(pres["shown"].as_str().unwrap().contains(MARKUP), "{pres}");
 
-    // Queue members, once agents send queue events (the agent then has their metric).
-    let agent_a = scene.agents[0].http_addr(0).await.expect("agent a's HTTP listener");
-    let metrics = get(&format!("http://{agent_a}/metrics"), None)
-        .map(|(_, t)| t)
-        .unwrap_or_default();
-    if metrics.contains("hintbus_agent_queue_events") {
-        let call = sims[0].queue_call("support", "5551").expect("Alice takes the call");
-        let member = "const e = document.querySelector('.member[data-origin=\"a\"][data-member=\"SIP/101\"]');\
-             return e && e.checkVisibility() ? {event: e.dataset.event, paused: e.dataset.paused, name: e.dataset.name} : null;";
-        let on_call = b.wait(member, vec![], |v| v["event"] == json!("connect")).await;
-        assert!(on_call.is_ok(), "{on_call:?}\n{}\n{}", b.describe().await, scene.logs());
-        sims[0].complete_call(call, "agent").unwrap();
-        let done = b
-            .wait(member, vec![], |v| {
-                *v == json!({"event": "complete", "paused": "0", "name": "Alice"})
-            })
-            .await;
-        assert!(done.is_ok(), "{done:?}\n{}", scene.logs());
-    } else {
-        report(
-            "board: queue members not checked: agents send no queue events yet (no hintbus_agent_queue_events metric)",
-        );
-    }
+    // Queue members: Alice takes a call, then pauses (the reason is markup too).
+    let call = sims[0].queue_call("support", "5551").expect("Alice takes the call");
+    let member = "const e = document.querySelector('.member[data-origin=\"a\"][data-member=\"SIP/101\"]');\
+         return e && e.checkVisibility() ? {event: e.dataset.event, paused: e.dataset.paused, name: e.dataset.name,\
+         text: e.textContent, elements: e.querySelectorAll('b').length} : null;";
+    let on_call = b.wait(member, vec![], |v| v["event"] == json!("connect")).await;
+    assert!(on_call.is_ok(), "{on_call:?}\n{}\n{}", b.describe().await, scene.logs());
+    sims[0].complete_call(call, "agent").unwrap();
+    let done = b
+        .wait(member, vec![], |v| {
+            v["event"] == json!("complete") && v["paused"] == json!("0") && v["name"] == json!("Alice")
+        })
+        .await;
+    assert!(done.is_ok(), "{done:?}\n{}", scene.logs());
+    sims[0]
+        .pause_member("support", "SIP/101", true, "<b>lunch</b>")
+        .unwrap();
+    let paused = b
+        .wait(member, vec![], |v| {
+            v["event"] == json!("pause") && v["paused"] == json!("1")
+        })
+        .await;
+    let paused = paused.unwrap_or_else(|v| panic!("paused: {v}\n{}", scene.logs()));
+    assert!(paused["text"].as_str().unwrap().contains("<b>lunch</b>"), "{paused}");
+    assert_eq!(paused["elements"], json!(0), "{paused}");
 
     // Only server b, then only names with "sip/20": live, and kept in the URL.
     b.client
@@ -560,6 +562,15 @@ async fn board_shows_the_federation_live_and_survives_a_broker_restart() {
         b.js(LAMP_STATE, vec![json!("a"), json!("SIP/100")]).await,
         json!("INUSE")
     );
+    // A new broker knows queue members from their next events only: Alice's come through.
+    sims[0].pause_member("support", "SIP/101", false, "").unwrap();
+    sims[0].pause_member("support", "SIP/101", true, "lunch").unwrap();
+    let back = b
+        .wait(member, vec![], |v| {
+            v["paused"] == json!("1") && v["text"].as_str().is_some_and(|t| t.contains("lunch"))
+        })
+        .await;
+    assert!(back.is_ok(), "{back:?}\n{}", scene.logs());
 
     // As a wall screen shows it: no control focused.
     b.js("document.activeElement && document.activeElement.blur()", vec![])

@@ -31,10 +31,12 @@ pub fn http(l: &Loaded, default_listen: &str) -> Result<Http, ConfigError> {
     let h: HttpSection = s.typed()?;
     let token = h.token.filter(|t| !t.is_empty());
     if let Some(t) = &token {
-        if t.len() < MIN_TOKEN || !t.chars().all(|c| c.is_ascii_graphic()) {
+        // Characters a URL carries as they are: a browser's WebSocket sends it as `?token=`.
+        let unreserved = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+        if t.len() < MIN_TOKEN || !t.chars().all(unreserved) {
             return Err(s.err(
                 "token",
-                format!("must be at least {MIN_TOKEN} printable characters without blanks (`openssl rand -hex 16` makes one)"),
+                format!("must be at least {MIN_TOKEN} of A-Z a-z 0-9 - . _ ~ (`openssl rand -hex 16` makes one)"),
             ));
         }
     }

@@ -309,17 +309,7 @@ impl Scene {
             std::fs::write(&cfg, format!("{text}\n{broker_extra}")).unwrap();
         }
         let broker = Proc::start(&dir, "broker", &["broker", "-c", cfg.to_str().unwrap()]);
-        let agents = sims
-            .iter()
-            .map(|s| {
-                let cfg = agent_config(&dir, &s.name(), port, s);
-                Proc::start(
-                    &dir,
-                    &format!("agent-{}", s.name()),
-                    &["agent", "-c", cfg.to_str().unwrap()],
-                )
-            })
-            .collect();
+        let agents = sims.iter().map(|s| start_agent(&dir, port, s)).collect();
         Scene { agents, broker, dir }
     }
 

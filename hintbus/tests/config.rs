@@ -322,17 +322,7 @@ async fn rate_limit_zero_is_no_limit() {
         &format!("[broker]\nlisten = tcp://127.0.0.1:{port}\nfeed = off\nheartbeat_ms = 200\nlost_after_ms = 1000\nrate_limit = 0\n"),
     );
     let broker = Proc::start(&dir, "broker", &["broker", "-c", cfg.to_str().unwrap()]);
-    let _agents: Vec<Proc> = sims
-        .iter()
-        .map(|s| {
-            let c = agent_config(&dir, &s.name(), port, s);
-            Proc::start(
-                &dir,
-                &format!("agent-{}", s.name()),
-                &["agent", "-c", c.to_str().unwrap()],
-            )
-        })
-        .collect();
+    let _agents: Vec<Proc> = sims.iter().map(|s| start_agent(&dir, port, s)).collect();
     sims[0].set_device("SIP/100", DeviceState::Busy);
     assert!(
         wait_state(&sims[1], "Custom:SIP/100", DeviceState::Busy).await,

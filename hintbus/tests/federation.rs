@@ -47,12 +47,7 @@ impl Federation {
     }
 
     fn agent(dir: &Dir, port: u16, s: &Sim) -> Proc {
-        let cfg = agent_config(dir, &s.name(), port, s);
-        Proc::start(
-            dir,
-            &format!("agent-{}", s.name()),
-            &["agent", "-c", cfg.to_str().unwrap()],
-        )
+        start_agent(dir, port, s)
     }
 
     fn restart_broker(&mut self) {

@@ -64,17 +64,7 @@ async fn start(name: &str, sims: &[Sim], extra: &str) -> Running {
     let text = std::fs::read_to_string(&cfg).unwrap() + extra;
     std::fs::write(&cfg, text).unwrap();
     let broker = Proc::start(&dir, "broker", &["broker", "-c", cfg.to_str().unwrap()]);
-    let agents = sims
-        .iter()
-        .map(|s| {
-            let c = agent_config(&dir, &s.name(), port, s);
-            Proc::start(
-                &dir,
-                &format!("agent-{}", s.name()),
-                &["agent", "-c", c.to_str().unwrap()],
-            )
-        })
-        .collect();
+    let agents = sims.iter().map(|s| start_agent(&dir, port, s)).collect();
     let http = broker.http_addr(0).await.expect("the broker says where it listens");
     Running {
         dir,

@@ -167,6 +167,16 @@ pub fn agent_config(dir: &Dir, server: &str, broker_port: u16, sim: &Sim) -> Pat
     )
 }
 
+/// The agent process of `sim`, with [`agent_config`], its log `agent-<server>.log`.
+pub fn start_agent(dir: &Dir, broker_port: u16, sim: &Sim) -> Proc {
+    let cfg = agent_config(dir, &sim.name(), broker_port, sim);
+    Proc::start(
+        dir,
+        &format!("agent-{}", sim.name()),
+        &["agent", "-c", cfg.to_str().unwrap()],
+    )
+}
+
 /// Devices of the simulated phones of `sim`.
 pub fn phones(sim: &Sim) -> Vec<String> {
     sim.with_world(|w| w.config.devices.iter().map(|(d, _)| d.clone()).collect())

@@ -219,11 +219,6 @@ async fn queue_events_and_ami_status_reach_the_broker() {
         .await;
     assert_eq!(asterisk.as_deref(), Some("22.10.1"), "the version last seen");
     assert!(!detail.is_empty());
-    // The board was updated before the message went out.
-    let s = agent.status();
-    if !s.ami.connected {
-        assert_eq!(s.ami.detail, detail);
-    }
     assert_eq!(agent.metrics.queue_events.get(), 4);
     assert_eq!(agent.metrics.queue_events_invalid.get(), 1);
     agent.stop().await;

@@ -171,6 +171,10 @@ impl Core {
         }
     }
 
+    pub fn members(&self) -> Vec<Member> {
+        self.members.all()
+    }
+
     /// Every entry (for tests and tools; the HTTP API takes a [`Snapshot`]).
     pub fn entries(&self) -> Vec<Entry> {
         self.table.all().collect()
@@ -194,7 +198,7 @@ impl Core {
                     queued: s.outbox.len(),
                     lag_ms: s.outbox.waiting(now).as_millis() as u64,
                     updates_in: s.updates_in,
-                    updates_out: s.counters.updates_out.get(),
+                    updates_out: s.updates_out,
                     silent_ms: silent,
                 }
             })

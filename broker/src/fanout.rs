@@ -135,6 +135,7 @@ impl Core {
                     s.last_sent = now;
                     s.backpressured = false;
                     s.counters.updates_out.inc_by(n as u64);
+                    s.updates_out += n as u64;
                 }
                 Sent::Full => {
                     s.counters.backpressure.inc();

@@ -28,6 +28,7 @@ enum Control {
     Agents(mpsc::Sender<Vec<AgentInfo>>),
     Snapshot(oneshot::Sender<Snapshot>),
     Status(oneshot::Sender<Status>),
+    Members(oneshot::Sender<Vec<crate::members::Member>>),
 }
 
 /// A running broker. Dropping it stops the thread.
@@ -183,6 +184,13 @@ impl Broker {
         rx.await.ok()
     }
 
+    /// The latest event of every queue member.
+    pub async fn members(&self) -> Option<Vec<crate::members::Member>> {
+        let (tx, rx) = oneshot::channel();
+        self.ask(Control::Members(tx)).then_some(())?;
+        rx.await.ok()
+    }
+
     /// A copy of the whole table (blocking, at most 5 s: for tests and tools).
     pub fn table(&self) -> Vec<Entry> {
         self.request(Control::Entries).unwrap_or_default()
@@ -293,6 +301,9 @@ impl Io {
             }
             Control::Status(tx) => {
                 let _ = tx.send(self.core.status(Instant::now()));
+            }
+            Control::Members(tx) => {
+                let _ = tx.send(self.core.members());
             }
         }
     }

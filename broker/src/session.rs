@@ -60,8 +60,10 @@ pub struct Session {
     pub ami_connected: Option<bool>,
     pub asterisk: Option<String>,
     pub ami_detail: String,
-    /// Entries of this agent that changed the table.
+    /// Entries of this agent that changed the table, and entries sent to it, in this session
+    /// (the metrics count since the broker started).
     pub updates_in: u64,
+    pub updates_out: u64,
     pub counters: Counters,
     pub last_seen: Instant,
     pub last_sent: Instant,
@@ -138,6 +140,7 @@ impl Session {
             asterisk: None,
             ami_detail: String::new(),
             updates_in: 0,
+            updates_out: 0,
             last_seen: now,
             last_sent: now,
             seq: 0,

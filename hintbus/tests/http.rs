@@ -167,6 +167,17 @@ async fn metrics_and_status_show_the_federation() {
     drop(r.dir);
 }
 
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next message of a WebSocket; fails (not hangs) when none comes.
+async fn next_message(ws: &mut Ws) -> tokio_tungstenite::tungstenite::Message {
+    tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("a message in time")
+        .expect("the socket is open")
+        .expect("a message")
+}
+
 /// `hintbus status --url` of a listener.
 fn status_cmd(addr: SocketAddr) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_hintbus"))
@@ -229,11 +240,7 @@ async fn a_websocket_continues_the_table_without_a_gap() {
     let sentinel = ("a".to_string(), "device".to_string(), "SIP/100".to_string());
     let (mut changes, mut tables) = (0, 0);
     while view.get(&sentinel).map(String::as_str) != Some("\"BUSY\"nullnull") {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("the stream goes on")
-            .unwrap()
-            .unwrap();
+        let msg = next_message(&mut ws).await;
         let tokio_tungstenite::tungstenite::Message::Text(text) = msg else {
             continue;
         };
@@ -274,7 +281,7 @@ async fn a_websocket_continues_the_table_without_a_gap() {
     let (mut ws2, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/ws", r.http))
         .await
         .unwrap();
-    let first = ws2.next().await.unwrap().unwrap();
+    let first = next_message(&mut ws2).await;
     let m: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
     assert_eq!(
         (m["type"].as_str(), m["version"].as_u64()),
@@ -296,6 +303,9 @@ async fn with_a_token_nothing_without_it_and_the_token_is_never_shown() {
     }
     let (code, body) = get(r.http, "/api/status", Some(TOKEN)).await;
     assert_eq!(code, 200, "{body}");
+    // In the query only for the WebSocket: elsewhere it would be in proxies' logs.
+    let (code, _) = get(r.http, &format!("/api/status?token={TOKEN}"), None).await;
+    assert_eq!(code, 401);
     for path in ["/api/status", "/api/table", "/metrics"] {
         let (_, body) = get(r.http, path, Some(TOKEN)).await;
         assert!(!body.contains(TOKEN), "{path} shows the token");
@@ -308,7 +318,7 @@ async fn with_a_token_nothing_without_it_and_the_token_is_never_shown() {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/ws?token={TOKEN}", r.http))
         .await
         .unwrap();
-    let first = ws.next().await.unwrap().unwrap();
+    let first = next_message(&mut ws).await;
     assert!(first.to_text().unwrap().contains("\"type\":\"table\""));
     assert!(!r.broker.log_text().contains(TOKEN), "the token is in the log");
 }
@@ -359,6 +369,9 @@ async fn queue_members_events_reach_the_websocket_and_the_table() {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/ws", r.http))
         .await
         .unwrap();
+    // The table first: from then on the client is subscribed, and no event can pass it by.
+    let first = next_message(&mut ws).await;
+    assert!(first.to_text().unwrap().contains("\"type\":\"table\""));
     let call = sims[0].queue_call("support", "5551000").unwrap();
     sims[0].complete_call(call, "agent").unwrap();
     sims[0].pause_member("support", "SIP/100", true, "lunch").unwrap();

@@ -249,14 +249,8 @@ impl Msg {
             Some(v) => return Err(DecodeError::Version(v)),
             None => return Err(DecodeError::Bad("no \"v\" field".into())),
         }
-        let events = wire.events.as_ref().map(Vec::len);
-        if let Some(n) = wire
-            .entries
-            .as_ref()
-            .map(Vec::len)
-            .or(events)
-            .filter(|n| *n > MAX_ENTRIES)
-        {
+        let counts = [wire.entries.as_ref().map(Vec::len), wire.events.as_ref().map(Vec::len)];
+        if let Some(n) = counts.into_iter().flatten().find(|n| *n > MAX_ENTRIES) {
             return Err(DecodeError::TooManyEntries(n));
         }
         wire.into_msg()
@@ -400,6 +394,14 @@ mod tests {
         };
         assert!(matches!(
             Msg::decode(&many.encode()),
+            Err(DecodeError::TooManyEntries(_))
+        ));
+        // An empty `entries` beside the events does not lift the bound on the events.
+        let event = r#"{"origin":"a","queue":"q","interface":"SIP/1","event":"called"}"#;
+        let events = vec![event; MAX_ENTRIES + 1].join(",");
+        let frame = format!(r#"{{"v":1,"type":"queue","entries":[],"events":[{events}]}}"#);
+        assert!(matches!(
+            Msg::decode(frame.as_bytes()),
             Err(DecodeError::TooManyEntries(_))
         ));
     }

@@ -47,6 +47,10 @@ pub struct App {
     pub(crate) history: Option<Arc<history::History>>,
     /// Batches rendered once for every WebSocket client.
     pub(crate) render: Arc<render::Renderer>,
+    /// Turns to make a table (see [`table::MAX_TABLES`]).
+    pub(crate) tables: tokio::sync::Semaphore,
+    /// Cancelled when the listener stops: open WebSockets end with it.
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl App {
@@ -58,6 +62,8 @@ impl App {
             clients: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CLIENTS)),
             history: None,
             render: Arc::default(),
+            tables: tokio::sync::Semaphore::new(table::MAX_TABLES),
+            shutdown: CancellationToken::new(),
         }
     }
 }
@@ -96,9 +102,9 @@ impl Server {
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
         let mut app = app;
+        let shutdown = app.shutdown.clone();
+        let stop = shutdown.clone();
         if let Source::Broker(b) = &app.source {
             app.history = history::History::start(b).await;
         }

@@ -12,8 +12,10 @@ use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 
-/// Batches remembered: clients a little behind the others still find theirs.
+/// Batches remembered: clients a little behind the others still find theirs; at most
+/// [`BOUND`] bytes of them (a batch may hold a whole server's sync).
 const KEEP: usize = 64;
+const BOUND: usize = 8 << 20;
 
 /// A batch (while some client still holds it) and its messages.
 type Rendered = (Weak<Batch>, Arc<Vec<Utf8Bytes>>);
@@ -30,6 +32,8 @@ impl Renderer {
             return Arc::new(render(&batch.events, known));
         }
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        // A batch no client holds any more is never asked for again.
+        recent.retain(|(w, _)| w.strong_count() > 0);
         if let Some((_, m)) = recent
             .iter()
             .find(|(w, _)| w.upgrade().is_some_and(|b| Arc::ptr_eq(&b, batch)))
@@ -37,10 +41,11 @@ impl Renderer {
             return m.clone();
         }
         let m = Arc::new(render(&batch.events, known));
-        if recent.len() == KEEP {
+        recent.push_back((Arc::downgrade(batch), m.clone()));
+        let size = |r: &Rendered| r.1.iter().map(|t| t.as_str().len()).sum::<usize>();
+        while recent.len() > KEEP || (recent.len() > 1 && recent.iter().map(size).sum::<usize>() > BOUND) {
             recent.pop_front();
         }
-        recent.push_back((Arc::downgrade(batch), m.clone()));
         m
     }
 }

@@ -1,35 +1,69 @@
 //! `/api/table`: every entry with its version, the table's version, and the queue members.
+//!
+//! A table may hold 100,000 entries: it is written straight to JSON text from the broker's
+//! snapshot (no tree of values in between), and at most [`MAX_TABLES`] are made at once, for
+//! `/api/table` and the WebSocket's first messages together: a client looping on it costs
+//! the broker one snapshot at a time, not one per request.
 
 use crate::{App, Source};
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use broker::Snapshot;
-use proto::Entry;
-use serde_json::{json, Value};
+use broker::table::Change;
+use broker::{Broker, Snapshot};
+use serde::{Serialize, Serializer};
 use std::sync::Arc;
 
-/// The table as JSON (`type` is added for the WebSocket's first message).
-pub fn to_json(s: &Snapshot, kind: Option<&str>) -> Value {
-    let entries: Vec<Entry> = s.changes.iter().map(|c| c.entry()).collect();
-    let mut v = json!({
-        "broker": s.broker,
-        "version": s.version,
-        "entries": entries,
-        "queue": s.members,
-    });
-    if let Some(k) = kind {
-        v["type"] = json!(k);
+/// Tables made at once.
+pub const MAX_TABLES: usize = 4;
+
+#[derive(Serialize)]
+struct Table<'a> {
+    /// `table` on the WebSocket; absent from `/api/table`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    broker: u64,
+    version: u64,
+    entries: Entries<'a>,
+    queue: &'a [broker::members::Member],
+}
+
+/// The changes as entries, made one at a time as they are written.
+struct Entries<'a>(&'a [Change]);
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(Change::entry))
     }
-    v
+}
+
+/// The table as JSON text (`kind` is the WebSocket's message type).
+pub fn to_json(s: &Snapshot, kind: Option<&'static str>) -> String {
+    let t = Table {
+        kind,
+        broker: s.broker,
+        version: s.version,
+        entries: Entries(&s.changes),
+        queue: &s.members,
+    };
+    serde_json::to_string(&t).expect("tables serialize")
+}
+
+/// A snapshot of the broker's table, waiting for a turn among [`MAX_TABLES`]; None when the
+/// broker has stopped.
+pub async fn snapshot(app: &App, broker: &Broker) -> Option<Snapshot> {
+    let _turn = app.tables.acquire().await.ok()?;
+    broker.snapshot().await
 }
 
 pub async fn handler(State(app): State<Arc<App>>) -> Response {
     let Source::Broker(b) = &app.source else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    match b.snapshot().await {
-        Some(s) => axum::Json(to_json(&s, None)).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "the broker has stopped\n").into_response(),
-    }
+    let Some(snap) = snapshot(&app, b).await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the broker has stopped\n").into_response();
+    };
+    let _turn = app.tables.acquire().await;
+    ([(CONTENT_TYPE, "application/json")], to_json(&snap, None)).into_response()
 }

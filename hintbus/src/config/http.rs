@@ -20,7 +20,7 @@ struct HttpSection {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Http {
-    /// None: no listener (`listen =` empty).
+    /// None: no listener (`listen = off`).
     pub listen: Option<String>,
     pub token: Option<String>,
 }

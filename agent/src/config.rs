@@ -13,6 +13,9 @@ pub struct AgentConfig {
     pub ami: ClientConfig,
     /// The broker's agent endpoint, e.g. `tcp://10.0.0.1:5560`.
     pub broker: String,
+    /// More brokers, active-active with the first: each with its public key when CURVE is on
+    /// (the first's is in `curve`).
+    pub more_brokers: Vec<(String, Option<String>)>,
     /// Where remote devices land, e.g. `Custom:{device}`.
     pub device_template: Template,
     /// Where remote presence lands, e.g. `CustomPresence:{resource}`.
@@ -53,6 +56,7 @@ impl AgentConfig {
             server: server.to_string(),
             ami,
             broker: broker.to_string(),
+            more_brokers: Vec::new(),
             device_template: Template::device("Custom:{device}").expect("default template"),
             presence_template: Template::presence("CustomPresence:{resource}").expect("default template"),
             ignore: vec!["Queue:".into(), "Local/".into()],
@@ -66,6 +70,14 @@ impl AgentConfig {
             presence: true,
             queue_events: true,
         }
+    }
+
+    /// Every broker, with its public key when CURVE is on.
+    pub fn brokers(&self) -> Vec<(String, Option<String>)> {
+        let first = (self.broker.clone(), self.curve.as_ref().map(|(_, k)| k.clone()));
+        std::iter::once(first)
+            .chain(self.more_brokers.iter().cloned())
+            .collect()
     }
 
     /// Whether this agent publishes and applies states of `kind` (see `device_state`, `presence`).

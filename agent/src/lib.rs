@@ -5,7 +5,8 @@
 //! - [`mirror`]: the mirror namespace, what it should show, what it shows.
 //! - [`local`]: this server's own states, and telling them from our own writes.
 //! - [`asterisk`]: reading states from AMI, writing them with Setvar.
-//! - [`link`]: the broker session (hello, snapshot, sequence, heartbeats).
+//! - [`link`]: the broker session (hello, snapshot, sequence, heartbeats); [`brokers`]: one
+//!   per broker listed; [`remote`]: their views merged by stamp.
 //! - [`run`]: the task that ties them together.
 //! - [`metrics`]: what it counts, for Prometheus; [`status`]: what `/api/status` shows.
 //! - [`queue_events`]: queue members' events, passed to the broker for observers.
@@ -13,6 +14,7 @@
 //! The broker's agentless mode runs this same code for servers it reaches over AMI.
 
 pub mod asterisk;
+pub mod brokers;
 pub mod config;
 pub mod guard;
 pub mod link;
@@ -22,6 +24,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod overrides;
 pub mod queue_events;
+pub mod remote;
 pub mod resync;
 pub mod run;
 pub mod status;

@@ -45,6 +45,8 @@ pub struct Link {
     /// When the snapshot we wait for was asked for.
     snapshot_asked: Instant,
     pub gaps: u64,
+    /// The highest stamp epoch of our server the broker holds (from its welcome).
+    pub last_epoch: u64,
     /// Times the broker was silent past the timeout.
     pub heartbeats_missed: u64,
 }
@@ -64,6 +66,7 @@ impl Link {
             snapshot_asked: Instant::now(),
             gaps: 0,
             heartbeats_missed: 0,
+            last_epoch: 0,
         }
     }
 
@@ -82,7 +85,8 @@ impl Link {
     pub fn on_message(&mut self, msg: Msg) -> Step {
         self.last_heard = Instant::now();
         match msg {
-            Msg::Welcome { broker, .. } => {
+            Msg::Welcome { broker, last_epoch, .. } => {
+                self.last_epoch = last_epoch;
                 if self.broker.is_some_and(|b| b != broker) {
                     info!(server = %self.server, "broker restarted: resynchronising");
                 }

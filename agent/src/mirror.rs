@@ -96,6 +96,8 @@ pub struct Mirror {
     target_count: usize,
     pub collisions: u64,
     pub name_errors: u64,
+    /// Every broker is lost: device mirrors show UNAVAILABLE (see [`Mirror::set_dark`]).
+    dark: bool,
 }
 
 impl Mirror {
@@ -116,6 +118,7 @@ impl Mirror {
             target_count: 0,
             collisions: 0,
             name_errors: 0,
+            dark: false,
         }
     }
 
@@ -460,10 +463,26 @@ impl Mirror {
             .collect()
     }
 
+    /// Every broker is lost (or one is back): while dark, every device mirror should read
+    /// UNAVAILABLE, as a lost server's do, rather than stay frozen on its last state; the
+    /// remote states are kept for when a broker is back. The device targets to write again.
+    pub fn set_dark(&mut self, dark: bool) -> Vec<String> {
+        if self.dark == dark {
+            return Vec::new();
+        }
+        self.dark = dark;
+        self.names
+            .iter()
+            .filter(|(_, n)| n.target.as_ref().is_some_and(|t| t.kind == Kind::Device))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// What the target should show now.
     pub fn desired(&self, target: &str) -> Option<Value> {
         let t = self.names.get(target)?.target.as_ref()?;
         Some(match t.kind {
+            Kind::Device if self.dark => Value::Device(DeviceState::Unavailable),
             Kind::Device => Value::Device(DeviceState::aggregate(t.sources.iter().filter_map(|s| match s.value {
                 Packed::Device(d) => Some(d),
                 _ => None,

@@ -9,18 +9,19 @@
 //! reconnect for whatever Asterisk lost.
 
 use crate::asterisk::{fitted, observed, setvar};
+use crate::brokers::Brokers;
 use crate::config::AgentConfig;
 use crate::guard::{Guard, GuardWrite};
-use crate::link::{Link, State, Step};
+use crate::link::{State, Step};
 use crate::local::{classify, Class, Local};
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
+use crate::remote::Remote;
 use crate::status::{printable, Board, BrokerState, Status, MAX_DETAIL};
 use ami::client::ActionError;
 use ami::{Client, ClientEvent, Message};
 use prometheus_client::registry::Registry;
-use proto::transport::Dealer;
-use proto::{Entry, Kind, Msg, QueueEvent, Value};
+use proto::{Entry, Kind, Msg, QueueEvent, Stamp, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -89,8 +90,12 @@ struct Written {
 struct Agent {
     cfg: AgentConfig,
     client: Client,
-    broker: Dealer,
-    link: Link,
+    /// Every broker's session (see [`crate::brokers`]).
+    brokers: Brokers,
+    /// With more than one broker: each one's view, merged (see [`crate::remote`]).
+    remote: Option<Remote>,
+    /// Since when no broker session is live (the mirrors go dark after `broker_timeout`).
+    none_live_since: Option<std::time::Instant>,
     mirror: Mirror,
     local: Local,
     /// The local state has been read since the last AMI (re)connect.
@@ -143,6 +148,8 @@ struct Agent {
     memory_warned: bool,
     /// Mirrors something else keeps changing back.
     overrides: crate::overrides::Overrides,
+    /// Stamps of what this server publishes (see [`proto::stamp`]).
+    stamper: proto::Stamper,
     metrics: Arc<Metrics>,
     /// What `/api/status` shows, kept current as things change.
     board: Arc<Board>,
@@ -160,35 +167,17 @@ struct Agent {
 /// Starts an agent.
 pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
     let (client, ami_rx) = Client::start(cfg.ami.clone());
-    let curve = match &cfg.curve {
-        Some((keys, broker_key)) => Some((
-            keys.public_bytes()?,
-            keys.secret_bytes()?,
-            proto::auth::decode_key(broker_key).map_err(|e| format!("broker public key: {e}"))?,
-        )),
-        None => None,
-    };
-    let broker = Dealer::connect(&cfg.broker, &cfg.socket, |s| {
-        // A broker that cannot be reached, or a failed handshake, is said in the log.
-        proto::monitor::watch(s, &cfg.server, &cfg.broker)?;
-        match &curve {
-            Some((public, secret, server)) => {
-                s.set_curve_serverkey(server)?;
-                s.set_curve_publickey(public)?;
-                s.set_curve_secretkey(secret)
-            }
-            None => Ok(()),
-        }
-    })
-    .map_err(|e| format!("cannot connect to broker {}: {e}", cfg.broker))?;
+    let brokers = Brokers::connect(&cfg)?;
+    let endpoints: Vec<String> = brokers.conns.iter().map(|c| c.endpoint.clone()).collect();
     let metrics = Arc::new(Metrics::default());
-    let board = Arc::new(Board::new(&cfg.server, &cfg.broker));
+    let board = Arc::new(Board::new(&cfg.server, &endpoints.join(", ")));
     let shutdown = CancellationToken::new();
     let (answers, answers_rx) = mpsc::unbounded_channel();
     let (resync_tx, resync_rx) = mpsc::unbounded_channel();
     let (guard_tx, guard_rx) = mpsc::unbounded_channel();
     let agent = Agent {
-        link: Link::new(&cfg.server),
+        remote: (brokers.len() > 1).then(|| Remote::new(brokers.len())),
+        none_live_since: Some(std::time::Instant::now()),
         mirror: Mirror::new(cfg.device_template.clone(), cfg.presence_template.clone()),
         local: Local::default(),
         local_ready: false,
@@ -197,7 +186,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         device_list_at: 0,
         presence_list_at: 0,
         sync_id: 0,
-        broker,
+        brokers,
         client: client.clone(),
         answers,
         guard: cfg.queue_guard.clone().map(Guard::new),
@@ -220,6 +209,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         resync_task: None,
         memory_warned: false,
         overrides: Default::default(),
+        stamper: proto::Stamper::new(),
         metrics: metrics.clone(),
         board: board.clone(),
         ami_connected: false,
@@ -252,8 +242,7 @@ impl Agent {
         shutdown: CancellationToken,
     ) {
         info!(server = %self.cfg.server, broker = %self.cfg.broker, ami = %self.cfg.ami.addr, "agent starting");
-        let hello = self.link.hello();
-        self.send(&hello);
+        self.brokers.hello_all();
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + self.cfg.heartbeat, self.cfg.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let cancelled = shutdown.cancelled();
@@ -266,16 +255,19 @@ impl Agent {
                 },
                 Some(read) = resync_rx.recv() => self.resync_done(read),
                 Some(lookup) = guard_rx.recv() => self.guard_lookup_done(lookup),
-                frame = self.broker.recv() => self.on_broker_frame(&frame),
+                (i, frame) = self.brokers.recv() => self.on_broker_frame(i, &frame),
                 Some((token, answer)) = answers_rx.recv() => self.on_answer(token, answer.map(|_| ())),
                 _ = tick.tick() => {
-                    let m = self.link.on_tick(self.cfg.broker_timeout);
-                    self.send(&m);
+                    for i in 0..self.brokers.len() {
+                        let m = self.brokers.conns[i].link.on_tick(self.cfg.broker_timeout);
+                        self.brokers.send_to(i, &m);
+                    }
+                    self.links_changed();
                     if self.resync_owed.is_some_and(|at| at <= std::time::Instant::now()) && self.client.is_connected() {
                         self.resync_owed = None;
                         self.resync();
                     }
-                    if self.sync_owed && self.local_ready && self.link.state == State::Live {
+                    if self.sync_owed && self.local_ready && self.brokers.any_live() {
                         warn!(server = %self.cfg.server, "frames to the broker were dropped: sending the whole state again");
                         self.send_sync();
                     }
@@ -326,17 +318,18 @@ impl Agent {
     /// per turn of the loop.
     fn update_metrics(&mut self) {
         let m = &self.metrics;
-        Metrics::catch_up(&m.gaps, self.link.gaps);
-        Metrics::catch_up(&m.heartbeats_missed, self.link.heartbeats_missed);
+        Metrics::catch_up(&m.gaps, self.brokers.gaps());
+        Metrics::catch_up(&m.heartbeats_missed, self.brokers.heartbeats_missed());
         Metrics::catch_up(&m.collisions, self.mirror.local_collisions);
         Metrics::catch_up(&m.name_errors, self.mirror.name_errors);
         m.mirrors.set(self.mirror.target_count() as i64);
         let pending = self.written.len() + self.backlog.len() + self.retry.len();
         self.board.set_counts(self.mirror.target_count(), pending);
-        if self.link.state != self.shown_state {
-            self.shown_state = self.link.state;
-            m.broker_live.set(i64::from(self.link.state == State::Live));
-            self.board.set_broker(BrokerState::from(self.link.state));
+        let state = self.brokers.best_state();
+        if state != self.shown_state {
+            self.shown_state = state;
+            m.broker_live.set(i64::from(state == State::Live));
+            self.board.set_broker(BrokerState::from(state));
         }
     }
 
@@ -347,9 +340,7 @@ impl Agent {
         self.ami_detail = printable(detail, MAX_DETAIL);
         self.board
             .set_ami(connected, self.asterisk.clone(), self.ami_detail.clone());
-        if self.link.state != State::Joining {
-            self.send_status();
-        }
+        self.send_status();
     }
 
     fn send_status(&self) {
@@ -363,7 +354,7 @@ impl Agent {
     /// One AMI event that may be a queue member's: read, validated (an invalid one is dropped
     /// alone, counted and warned), and batched while the broker session is live.
     fn queue_event(&mut self, m: &Message) {
-        if self.link.state != State::Live {
+        if !self.brokers.any_live() {
             return; // an event, not a state: nothing is kept for later
         }
         let Some(ev) = crate::queue_events::read(&self.cfg.server, m) else {
@@ -385,7 +376,7 @@ impl Agent {
         }
         let events = self.queue_batch.take();
         // The session may have ended in this turn: they are not kept.
-        if self.link.state == State::Live {
+        if self.brokers.any_live() {
             self.send_queue_events(events);
         }
     }
@@ -405,9 +396,9 @@ impl Agent {
             .inc_by((entries.len() - devices) as u64);
     }
 
-    /// Sends to the broker; false if the frame was dropped (our socket queue is full).
+    /// Sends to every live broker; false if a frame was dropped (a socket queue was full).
     fn send(&self, m: &Msg) -> bool {
-        self.broker.send(&m.encode())
+        self.brokers.send_live(m)
     }
 
     fn on_ami(&mut self, ev: ClientEvent) {
@@ -570,10 +561,7 @@ impl Agent {
                     self.metrics.fitted.inc();
                     info!(server = %self.cfg.server, presentity = %name, "presence text published cut to 255 bytes and without control characters or leading blanks (what AMI carries unchanged)");
                 }
-                if self.local.set(kind, &name, value.clone())
-                    && publish
-                    && self.local_ready
-                    && self.link.state == State::Live
+                if self.local.set(kind, &name, value.clone()) && publish && self.local_ready && self.brokers.any_live()
                 {
                     self.outgoing.push(Entry::from_value(
                         proto::Key {
@@ -713,7 +701,7 @@ impl Agent {
 
     /// The local state is known again: it is published, and the mirrors are written again.
     fn local_read(&mut self) {
-        if self.link.state == State::Live {
+        if self.brokers.any_live() {
             self.send_sync();
         }
         let targets: Vec<String> = self.mirror.targets().cloned().collect();
@@ -761,7 +749,11 @@ impl Agent {
 
     fn send_sync(&mut self) {
         self.sync_id += 1;
-        let entries = self.local.entries(&self.cfg.server);
+        let mut entries = self.local.entries(&self.cfg.server);
+        // Stamped anew: above any lost mark a broker put on our last states.
+        for e in &mut entries {
+            e.stamp = self.stamper.stamp();
+        }
         self.count_published(&entries);
         let chunks: Vec<&[Entry]> = if entries.is_empty() {
             vec![&[]]
@@ -786,7 +778,10 @@ impl Agent {
         if self.outgoing.is_empty() {
             return;
         }
-        let entries = std::mem::take(&mut self.outgoing);
+        let mut entries = std::mem::take(&mut self.outgoing);
+        for e in &mut entries {
+            e.stamp = self.stamper.stamp();
+        }
         self.count_published(&entries);
         for c in entries.chunks(500) {
             if !self.send(&Msg::Update { entries: c.to_vec() }) {
@@ -796,27 +791,33 @@ impl Agent {
         }
     }
 
-    fn on_broker_frame(&mut self, frame: &[u8]) {
+    fn on_broker_frame(&mut self, i: usize, frame: &[u8]) {
         let msg = match Msg::decode(frame) {
             Ok(m) => m,
             Err(e) => {
-                warn!(server = %self.cfg.server, error = %ami::shown(&e.to_string()), "bad frame from broker");
+                warn!(server = %self.cfg.server, broker = %self.brokers.conns[i].endpoint, error = %ami::shown(&e.to_string()), "bad frame from broker");
                 return;
             }
         };
         self.board.heard();
-        match self.link.on_message(msg) {
+        let link = &mut self.brokers.conns[i].link;
+        let step = link.on_message(msg);
+        if self.stamper.seen(link.last_epoch) {
+            info!(server = %self.cfg.server, epoch = self.stamper.epoch(), "a broker holds states of ours stamped later than this run's clock: stamping above them");
+        }
+        match step {
             Step::Nothing => {}
             Step::Send(m) => {
-                self.send(&m);
+                self.brokers.send_to(i, &m);
             }
             Step::Snapshot { entries, merge } => {
                 self.metrics.snapshots.inc();
-                let values: Vec<(proto::Key, Value)> = entries
-                    .iter()
+                let n = entries.len();
+                let values: Vec<(proto::Key, Stamp, Value)> = entries
+                    .into_iter()
                     .filter(|e| e.origin != self.cfg.server && self.cfg.shares(e.kind))
                     .filter_map(|e| match e.value() {
-                        Ok(Some(v)) => Some((e.key(), v.as_written())),
+                        Ok(Some(v)) => Some((e.key(), e.stamp, v.as_written())),
                         Ok(None) => None,
                         Err(err) => {
                             self.metrics.invalid_remote.inc();
@@ -825,13 +826,25 @@ impl Agent {
                         }
                     })
                     .collect();
-                let touched = self.mirror.replace_all(values, merge);
+                let touched = match self.remote.as_mut() {
+                    None => {
+                        let values = values.into_iter().map(|(k, _, v)| (k, v)).collect();
+                        self.mirror.replace_all(values, merge)
+                    }
+                    Some(r) => {
+                        let mut shown =
+                            r.snapshot(i, values.into_iter().map(|(k, s, v)| (k, s, Some(v))).collect(), merge);
+                        shown.extend(r.set_live(i, true));
+                        self.show(shown)
+                    }
+                };
                 self.snapshot_seen = true;
                 for t in &touched {
                     self.overrides.reset(t);
                 }
-                info!(server = %self.cfg.server, entries = entries.len(), merge, "snapshot applied");
+                info!(server = %self.cfg.server, broker = %self.brokers.conns[i].endpoint, entries = n, merge, "snapshot applied");
                 self.write_targets(touched);
+                self.links_changed();
                 // The mirror namespace is known now: our own state can be told apart and sent.
                 if self.local_ready {
                     self.reclassify_local();
@@ -850,7 +863,15 @@ impl Agent {
                     }
                     match e.value() {
                         Ok(v) => {
-                            let touched = self.mirror.set(&e.into_key(), v.map(Value::as_written));
+                            let stamp = e.stamp;
+                            let v = v.map(Value::as_written);
+                            let touched = match self.remote.as_mut() {
+                                None => self.mirror.set(&e.into_key(), v),
+                                Some(r) => match r.update(i, e.into_key(), stamp, v) {
+                                    Some(shown) => self.show(vec![shown]).pop(),
+                                    None => None,
+                                },
+                            };
                             if let Some(t) = &touched {
                                 self.overrides.reset(t);
                             }
@@ -863,6 +884,46 @@ impl Agent {
                     }
                 }
             }
+        }
+    }
+
+    /// What the merged view shows now, onto the mirrors: the targets to write.
+    fn show(&mut self, shown: Vec<crate::remote::Shown>) -> Vec<String> {
+        shown.into_iter().filter_map(|(k, v)| self.mirror.set(&k, v)).collect()
+    }
+
+    /// After broker sessions may have changed state: a session that is no longer live gives
+    /// way to the others' views; with none live for `broker_timeout`, the device mirrors go
+    /// dark (UNAVAILABLE, as a lost server's) rather than stay frozen; a live one lights them.
+    fn links_changed(&mut self) {
+        let live: Vec<bool> = self.brokers.conns.iter().map(|c| c.link.state == State::Live).collect();
+        let mut touched = Vec::new();
+        if let Some(r) = self.remote.as_mut() {
+            let mut shown = Vec::new();
+            for (i, l) in live.iter().enumerate() {
+                // Going live is the snapshot's to say (its view comes with it).
+                if !*l {
+                    shown.extend(r.set_live(i, false));
+                }
+            }
+            touched.extend(self.show(shown));
+        }
+        let now = std::time::Instant::now();
+        if live.iter().any(|l| *l) {
+            self.none_live_since = None;
+            touched.extend(self.mirror.set_dark(false));
+        } else {
+            let since = *self.none_live_since.get_or_insert(now);
+            if now.duration_since(since) > self.cfg.broker_timeout && self.snapshot_seen {
+                let dark = self.mirror.set_dark(true);
+                if !dark.is_empty() {
+                    warn!(server = %self.cfg.server, mirrors = dark.len(), "no broker answers: the other servers' devices show UNAVAILABLE until one does");
+                }
+                touched.extend(dark);
+            }
+        }
+        if !touched.is_empty() {
+            self.write_targets(touched);
         }
     }
 

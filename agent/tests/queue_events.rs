@@ -46,6 +46,7 @@ impl FakeBroker {
                     Msg::Hello { .. } => Some(Msg::Welcome {
                         broker: 7,
                         heartbeat_ms: 100,
+                        last_epoch: 0,
                     }),
                     Msg::SnapshotRequest => Some(Msg::Snapshot {
                         seq: 0,

@@ -497,15 +497,16 @@ impl Core {
         self.sessions.insert(identity.clone(), session);
         self.metrics.sessions.set(self.sessions.len() as i64);
         self.metrics.agents_joined.inc();
+        let welcome = Msg::Welcome {
+            broker: self.instance,
+            heartbeat_ms: self.config.heartbeat.as_millis() as u64,
+            last_epoch: self.table.epoch(&server),
+        };
         self.events.push(Event::AgentJoined {
             server,
             instance,
             software,
         });
-        let welcome = Msg::Welcome {
-            broker: self.instance,
-            heartbeat_ms: self.config.heartbeat.as_millis() as u64,
-        };
         self.send(out, &identity, &welcome, now);
     }
 

@@ -8,7 +8,7 @@
 //! value in 16 bytes ([`Packed`]); an [`Entry`] (136 bytes and three strings of its own) is
 //! only made when one is sent.
 
-use proto::{Entry, Kind, Packed};
+use proto::{Entry, Kind, Packed, Stamp};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -21,12 +21,21 @@ pub struct Change {
     /// None: removed.
     pub value: Option<Packed>,
     pub version: u64,
+    /// The origin's stamp (or a broker's lost mark on it), carried unchanged.
+    pub stamp: Stamp,
 }
 
 impl Change {
     /// The change as it travels.
     pub fn entry(&self) -> Entry {
-        Entry::from_packed(&self.origin, self.kind, &self.name, self.value.as_ref(), self.version)
+        Entry::from_packed(
+            &self.origin,
+            self.kind,
+            &self.name,
+            self.value.as_ref(),
+            self.version,
+            self.stamp,
+        )
     }
 
     pub fn same_key(&self, other: &Change) -> bool {
@@ -40,6 +49,7 @@ pub struct Staged {
     pub kind: Kind,
     pub name: Arc<str>,
     pub value: Option<Packed>,
+    pub stamp: Stamp,
 }
 
 impl Staged {
@@ -50,6 +60,7 @@ impl Staged {
             kind: e.kind,
             name: e.name.as_str().into(),
             value: value.map(Packed::from),
+            stamp: e.stamp,
         })
     }
 }
@@ -104,12 +115,15 @@ impl From<Vec<Staged>> for Staging {
 struct Slot {
     value: Packed,
     version: u64,
+    stamp: Stamp,
 }
 
 /// One origin's states: devices, then presence (the order of [`Kind`]), each by name.
 #[derive(Debug, Default)]
 struct Origin {
     kinds: [BTreeMap<Arc<str>, Slot>; 2],
+    /// The highest stamp epoch seen of this origin (a restarted agent must start above it).
+    epoch: u64,
 }
 
 pub(crate) fn index(kind: Kind) -> usize {
@@ -147,14 +161,32 @@ impl Table {
         self.version
     }
 
-    /// Applies one validated entry; returns the change, versioned, if the table changed.
+    /// The highest stamp epoch seen of `origin` (0: none).
+    pub fn epoch(&self, origin: &str) -> u64 {
+        self.origins.get(origin).map_or(0, |o| o.epoch)
+    }
+
+    /// Applies one validated entry; returns the change, versioned, if the table changed. An
+    /// entry stamped no higher than what the table holds is a duplicate, or older (it came the
+    /// long way, through another broker): it changes nothing.
     pub fn apply(&mut self, e: Entry) -> Option<Change> {
         let value = e.value().ok()?.map(Packed::from);
-        self.set(&e.origin, e.kind, Name::Str(&e.name), value)
+        self.set(&e.origin, e.kind, Name::Str(&e.name), value, e.stamp)
+    }
+
+    /// The stamp `origin`'s `name` has now.
+    fn stamp_of(&self, origin: &str, kind: Kind, name: &str) -> Option<Stamp> {
+        Some(self.origins.get(origin)?.kinds[index(kind)].get(name)?.stamp)
     }
 
     /// Sets (or with None removes) one state.
-    fn set(&mut self, origin: &str, kind: Kind, name: Name, value: Option<Packed>) -> Option<Change> {
+    fn set(&mut self, origin: &str, kind: Kind, name: Name, value: Option<Packed>, stamp: Stamp) -> Option<Change> {
+        if self
+            .stamp_of(origin, kind, name.as_str())
+            .is_some_and(|held| !stamp.is_zero() && stamp <= held)
+        {
+            return None;
+        }
         let Some(value) = value else {
             let origin = self.origins.get_key_value(origin)?.0.clone();
             let states = self.origins.get_mut(&origin).expect("looked up above");
@@ -168,6 +200,7 @@ impl Table {
                 name,
                 value: None,
                 version: self.version,
+                stamp,
             });
         };
         let origin = match self.origins.get_key_value(origin) {
@@ -178,15 +211,23 @@ impl Table {
                 o
             }
         };
-        let states = &mut self.origins.get_mut(&origin).expect("inserted above").kinds[index(kind)];
+        let o = self.origins.get_mut(&origin).expect("inserted above");
+        o.epoch = o.epoch.max(stamp.epoch);
+        let states = &mut o.kinds[index(kind)];
         let version = self.version + 1;
         let name = match states.get_key_value(name.as_str()) {
-            Some((_, slot)) if slot.value == value => return None,
+            Some((n, slot)) if slot.value == value => {
+                // The same value again (a sync after a reconnect): only its stamp is newer.
+                let n = n.clone();
+                states.get_mut(&n).expect("looked up above").stamp = stamp;
+                return None;
+            }
             Some((n, _)) => {
                 let n = n.clone();
                 let slot = states.get_mut(&n).expect("looked up above");
                 slot.value = value.clone();
                 slot.version = version;
+                slot.stamp = stamp;
                 n
             }
             None => {
@@ -196,6 +237,7 @@ impl Table {
                     Slot {
                         value: value.clone(),
                         version,
+                        stamp,
                     },
                 );
                 self.len += 1;
@@ -210,6 +252,7 @@ impl Table {
             name,
             value: Some(value),
             version,
+            stamp,
         })
     }
 
@@ -234,26 +277,35 @@ impl Table {
             entries.len()
         });
         for (kind, name) in gone {
-            changed.extend(self.set(origin, kind, Name::Arc(name), None));
+            changed.extend(self.set(origin, kind, Name::Arc(name), None, Stamp::ZERO));
         }
         for chunk in entries.chunks {
             for s in chunk {
-                changed.extend(self.set(origin, s.kind, Name::Arc(s.name), s.value));
+                changed.extend(self.set(origin, s.kind, Name::Arc(s.name), s.value, s.stamp));
             }
         }
         changed
     }
 
     /// A lost origin's devices all read `state` (presence is left as it was: a person's
-    /// status is not a device's reachability).
+    /// status is not a device's reachability), each stamped with the broker's lost mark on
+    /// its last state (see [`proto::stamp`]): every broker marks alike, and the origin's next
+    /// state wins.
     pub fn mark_devices(&mut self, origin: &str, state: ami::DeviceState) -> Vec<Change> {
-        let names: Vec<Arc<str>> = match self.origins.get(origin) {
-            Some(states) => states.kinds[index(Kind::Device)].keys().cloned().collect(),
+        let names: Vec<(Arc<str>, Stamp)> = match self.origins.get(origin) {
+            Some(states) => states.kinds[index(Kind::Device)]
+                .iter()
+                .map(|(n, s)| (n.clone(), s.stamp))
+                .collect(),
             None => Vec::new(),
         };
         names
             .into_iter()
-            .filter_map(|n| self.set(origin, Kind::Device, Name::Arc(n), Some(Packed::Device(state))))
+            .filter(|(_, s)| !s.is_mark())
+            .filter_map(|(n, s)| {
+                let mark = s.lost_mark();
+                self.set(origin, Kind::Device, Name::Arc(n), Some(Packed::Device(state)), mark)
+            })
             .collect()
     }
 
@@ -281,6 +333,7 @@ impl Table {
             name: name.clone(),
             value: Some(slot.value.clone()),
             version: slot.version,
+            stamp: slot.stamp,
         })
     }
 
@@ -294,7 +347,7 @@ impl Table {
 }
 
 fn entry((origin, kind, name, slot): (&Arc<str>, Kind, &Arc<str>, &Slot)) -> Entry {
-    Entry::from_packed(origin, kind, name, Some(&slot.value), slot.version)
+    Entry::from_packed(origin, kind, name, Some(&slot.value), slot.version, slot.stamp)
 }
 
 /// A name to look up, and to store if it is new: from an entry (copied only then), or already
@@ -410,6 +463,27 @@ mod tests {
         bad.state = Some("BOGUS".into());
         assert_eq!(t.apply(bad), None);
         assert_eq!((t.len(), t.version()), (4, 4));
+    }
+
+    #[test]
+    fn the_highest_stamp_wins_and_a_lost_mark_sits_below_the_next_state() {
+        let stamped = |state, counter| Entry {
+            stamp: Stamp { epoch: 5, counter },
+            ..Entry::device("a", "SIP/1", state)
+        };
+        let mut t = Table::default();
+        assert!(t.apply(stamped(Inuse, 4)).is_some());
+        assert!(t.apply(stamped(Ringing, 2)).is_none(), "older: it came the long way");
+        assert!(t.apply(stamped(Busy, 4)).is_none(), "a duplicate");
+        let marked = t.mark_devices("a", Unavailable);
+        assert_eq!(marked[0].stamp, Stamp { epoch: 5, counter: 5 });
+        assert!(t.mark_devices("a", Unavailable).is_empty(), "marked once");
+        assert_eq!(
+            t.apply(stamped(NotInuse, 6)).unwrap().entry().state.as_deref(),
+            Some("NOT_INUSE")
+        );
+        assert_eq!(t.epoch("a"), 5);
+        assert_eq!(t.epoch("b"), 0);
     }
 
     #[test]

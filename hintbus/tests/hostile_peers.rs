@@ -216,7 +216,7 @@ async fn garbage_before_hello_costs_a_bounded_number_of_log_lines() {
     let prober = tokio::spawn(async move {
         w.write_all(&flood).await.unwrap();
         // The probe may find the peer's allowance spent: sent again until answered.
-        let probe = frame(br#"{"v":1,"type":"heartbeat"}"#);
+        let probe = frame(br#"{"v":2,"type":"heartbeat"}"#);
         loop {
             if w.write_all(&probe).await.is_err() {
                 return;
@@ -254,15 +254,15 @@ async fn peer_text_cannot_forge_or_colour_log_lines() {
     let setup = Setup::start("log-injection", &["a"]).await;
     let evil = r#"x\nFAKE forged line \u001b[31mred"#;
     let messages = [
-        format!(r#"{{"v":1,"type":"error","code":"bad_message","message":"{evil}"}}"#),
-        format!(r#"{{"v":1,"type":"hello","server":"{evil}","instance":1,"software":"hb"}}"#),
-        format!(r#"{{"v":1,"type":"hello","server":"evil","instance":1,"software":"{evil}"}}"#),
+        format!(r#"{{"v":2,"type":"error","code":"bad_message","message":"{evil}"}}"#),
+        format!(r#"{{"v":2,"type":"hello","server":"{evil}","instance":1,"software":"hb"}}"#),
+        format!(r#"{{"v":2,"type":"hello","server":"evil","instance":1,"software":"{evil}"}}"#),
     ];
     for m in &messages {
         let (mut r, mut w) = zmtp_peer(setup.port).await.into_split();
         w.write_all(&frame(m.as_bytes())).await.unwrap();
         // Answered (not_welcome, or a snapshot if the hello was taken) once the above is handled.
-        w.write_all(&frame(br#"{"v":1,"type":"snapshot_request"}"#))
+        w.write_all(&frame(br#"{"v":2,"type":"snapshot_request"}"#))
             .await
             .unwrap();
         answer(&mut r, &["not_welcome", "snapshot"]).await;

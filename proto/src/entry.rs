@@ -3,6 +3,7 @@
 //! Everything here arrives from the network, so every field is checked before it can reach an
 //! AMI write: names are bounded and free of control characters, states are ones Asterisk knows.
 
+use crate::stamp::Stamp;
 use ami::{DeviceState, PresenceState};
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +67,9 @@ pub struct Entry {
     /// Assigned by the broker: increases with every change of the table.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub version: u64,
+    /// Assigned by the origin agent, carried unchanged (see [`crate::stamp`]).
+    #[serde(default, skip_serializing_if = "Stamp::is_zero")]
+    pub stamp: Stamp,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -224,7 +228,14 @@ impl Packed {
 
 impl Entry {
     /// An entry for the wire from a packed value (None: removed).
-    pub fn from_packed(origin: &str, kind: Kind, name: &str, value: Option<&Packed>, version: u64) -> Entry {
+    pub fn from_packed(
+        origin: &str,
+        kind: Kind,
+        name: &str,
+        value: Option<&Packed>,
+        version: u64,
+        stamp: Stamp,
+    ) -> Entry {
         let (subtype, message) = match value {
             Some(Packed::Presence(p)) => (p.subtype.to_string(), p.message.to_string()),
             _ => (String::new(), String::new()),
@@ -237,6 +248,7 @@ impl Entry {
             subtype,
             message,
             version,
+            stamp,
         }
     }
 
@@ -284,6 +296,7 @@ impl Entry {
             subtype,
             message,
             version: 0,
+            stamp: Stamp::ZERO,
         }
     }
 
@@ -380,13 +393,13 @@ mod tests {
         assert_ne!(Packed::Device(DeviceState::Busy), presence);
         let p = Packed::from(presence);
         assert_eq!(
-            Entry::from_packed("a", Kind::Presence, "CustomPresence:1", Some(&p), 7),
+            Entry::from_packed("a", Kind::Presence, "CustomPresence:1", Some(&p), 7, Stamp::ZERO),
             Entry {
                 version: 7,
                 ..Entry::presence("a", "CustomPresence:1", PresenceState::Away, "lunch", "back at 2, café")
             }
         );
-        let gone = Entry::from_packed("a", Kind::Device, "SIP/1", None, 8);
+        let gone = Entry::from_packed("a", Kind::Device, "SIP/1", None, 8, Stamp::ZERO);
         assert_eq!((gone.state, gone.version), (None, 8));
     }
 

@@ -4,6 +4,7 @@
 //! - [`entry`]: one state in the federated table: (origin, kind, name) -> value.
 //! - [`message`]: the messages agents and broker exchange, and their JSON encoding.
 //! - [`transport`]: libzmq sockets for tokio (the agent's DEALER, driven through `ZMQ_FD`).
+//! - [`stamp`]: the origin's stamps, by which brokers' streams merge.
 //! - [`queue`]: queue members' events, carried to observers.
 //! - [`monitor`]: libzmq's socket monitor, to log a peer that cannot be reached or a failed handshake.
 
@@ -13,8 +14,10 @@ pub mod entry;
 pub mod message;
 pub mod monitor;
 pub mod queue;
+pub mod stamp;
 pub mod transport;
 
 pub use entry::{Entry, Key, Kind, Packed, Value};
 pub use message::{DecodeError, ErrorCode, Msg, MAX_FRAME, VERSION};
 pub use queue::{QueueEvent, QueueEventKind};
+pub use stamp::{Stamp, Stamper};

@@ -1,5 +1,5 @@
-//! The messages of protocol version 1 and their encoding: one JSON object per ZeroMQ frame,
-//! `{"v":1,"type":"...",...}`. JSON because every language (and a 40-line pyzmq script) can
+//! The messages of protocol version 2 and their encoding: one JSON object per ZeroMQ frame,
+//! `{"v":2,"type":"...",...}`. JSON because every language (and a 40-line pyzmq script) can
 //! read it; the figures in the closing notes show it is not the bottleneck.
 
 use crate::entry::Entry;
@@ -8,7 +8,7 @@ use ami::shown;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Largest frame accepted (a snapshot is sent in chunks well below it).
 pub const MAX_FRAME: usize = 1 << 20;
 /// Most entries in one message.
@@ -65,7 +65,13 @@ pub enum Msg {
         software: String,
     },
     /// Broker -> agent: accepted. `broker` changes when the broker restarts.
-    Welcome { broker: u64, heartbeat_ms: u64 },
+    Welcome {
+        broker: u64,
+        heartbeat_ms: u64,
+        /// The highest stamp epoch this broker holds of the agent's server (0: none): the
+        /// agent's own must be above it.
+        last_epoch: u64,
+    },
     /// Agent -> broker: my whole local state, in chunks; on `last` it replaces everything the
     /// broker holds for this origin (what is missing is removed).
     Sync {
@@ -121,6 +127,7 @@ struct Wire<'a> {
     software: Option<String>,
     broker: Option<u64>,
     heartbeat_ms: Option<u64>,
+    last_epoch: Option<u64>,
     sync_id: Option<u64>,
     entries: Option<Vec<Entry>>,
     last: Option<bool>,
@@ -148,6 +155,7 @@ impl Wire<'_> {
             "welcome" => Msg::Welcome {
                 broker: need(self.broker, "broker")?,
                 heartbeat_ms: need(self.heartbeat_ms, "heartbeat_ms")?,
+                last_epoch: self.last_epoch.unwrap_or(0),
             },
             "sync" => Msg::Sync {
                 sync_id: need(self.sync_id, "sync_id")?,
@@ -322,7 +330,7 @@ mod tests {
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(
             text.starts_with(
-                r#"{"v":1,"type":"update","entries":[{"origin":"a","kind":"device","name":"SIP/100","state":"INUSE"}"#
+                r#"{"v":2,"type":"update","entries":[{"origin":"a","kind":"device","name":"SIP/100","state":"INUSE"}"#
             ),
             "{text}"
         );
@@ -350,7 +358,7 @@ mod tests {
         };
         assert_eq!(Msg::decode(&queue.encode()).unwrap(), queue);
         assert!(matches!(
-            Msg::decode(br#"{"v":1,"type":"status","ami_connected":false,"detail":"\u001b[31m"}"#),
+            Msg::decode(br#"{"v":2,"type":"status","ami_connected":false,"detail":"\u001b[31m"}"#),
             Err(DecodeError::Bad(_))
         ));
     }
@@ -358,11 +366,11 @@ mod tests {
     #[test]
     fn refusals() {
         assert_eq!(
-            Msg::decode(br#"{"v":2,"type":"heartbeat"}"#),
-            Err(DecodeError::Version(2))
+            Msg::decode(br#"{"v":1,"type":"heartbeat"}"#),
+            Err(DecodeError::Version(1))
         );
         assert!(matches!(
-            Msg::decode(br#"{"v":1,"type":"launch_missiles"}"#),
+            Msg::decode(br#"{"v":2,"type":"launch_missiles"}"#),
             Err(DecodeError::Bad(_))
         ));
         assert!(matches!(Msg::decode(b"\xff\x00garbage"), Err(DecodeError::Bad(_))));
@@ -399,7 +407,7 @@ mod tests {
         // An empty `entries` beside the events does not lift the bound on the events.
         let event = r#"{"origin":"a","queue":"q","interface":"SIP/1","event":"called"}"#;
         let events = vec![event; MAX_ENTRIES + 1].join(",");
-        let frame = format!(r#"{{"v":1,"type":"queue","entries":[],"events":[{events}]}}"#);
+        let frame = format!(r#"{{"v":2,"type":"queue","entries":[],"events":[{events}]}}"#);
         assert!(matches!(
             Msg::decode(frame.as_bytes()),
             Err(DecodeError::TooManyEntries(_))

@@ -33,7 +33,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             cfg.server,
             cfg.ami.addr,
             cfg.ami.username,
-            cfg.broker,
+            cfg.brokers()
+                .iter()
+                .map(|(e, _)| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             super::http_line(&http),
             cfg.device_template,
             cfg.presence_template,

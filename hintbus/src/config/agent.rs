@@ -29,8 +29,11 @@ const PLACEHOLDER_SECRET: &str = "change-me";
 struct AgentSection {
     server: Option<String>,
     broker: Option<String>,
+    /// Several brokers, active-active (instead of `broker`).
+    brokers: Option<List>,
     secret_key_file: Option<PathBuf>,
-    broker_public_key: Option<String>,
+    /// One key, or (with `brokers`) one per broker in the same order.
+    broker_public_key: Option<List>,
 }
 
 /// What an agent does with states, in `[agent]` and in each `[server-<id>]`.
@@ -180,25 +183,57 @@ pub fn agent(l: &Loaded) -> Result<AgentConfig, ConfigError> {
     let a: AgentSection = s.typed_part()?;
     let server = a.server.ok_or_else(|| s.err("server", "required"))?;
     server_id(&s, "server", &server)?;
-    let broker_ep = a.broker.unwrap_or_else(|| BrokerConfig::default().listen);
+    let endpoints = match (a.broker, a.brokers) {
+        (Some(_), Some(_)) => return Err(s.err("brokers", "give broker (one) or brokers (a list), not both")),
+        (Some(b), None) => vec![b],
+        (None, Some(List(list))) if !list.is_empty() => {
+            let mut seen = std::collections::HashSet::new();
+            if let Some(twice) = list.iter().find(|b| !seen.insert(b.as_str())) {
+                return Err(s.err("brokers", format!("lists {twice} twice")));
+            }
+            list
+        }
+        (None, Some(_)) => return Err(s.err("brokers", "is empty")),
+        (None, None) => vec![BrokerConfig::default().listen],
+    };
     let m = l.section("ami");
     m.only_keys(fields::<AmiSection>())?;
     let ami_cfg = ami(&m, &server)?;
-    let mut cfg = agent_keys(&s, &server, ami_cfg, &broker_ep)?;
+    let mut cfg = agent_keys(&s, &server, ami_cfg, &endpoints[0])?;
+    cfg.more_brokers = endpoints[1..].iter().map(|e| (e.clone(), None)).collect();
     match (a.secret_key_file, a.broker_public_key) {
-        (Some(path), Some(broker_key)) => {
+        (Some(path), Some(List(keys_given))) => {
             let err = |e: String| s.err("secret_key_file", e);
             l.check_readable(&path).map_err(err)?;
             let keys = proto::auth::KeyPair::read(&path).map_err(err)?;
-            proto::auth::decode_key(&broker_key).map_err(|e| s.err("broker_public_key", e))?;
-            if broker_key.trim() == keys.public {
-                // Every handshake would fail, and nothing would say why.
-                return Err(s.err(
-                    "broker_public_key",
-                    format!("is this agent's own public key (from {}): give the broker's, which `hintbus keygen` printed for it", path.display()),
-                ));
+            // One key for every broker, or one each, in the order of `brokers`.
+            let per_broker: Vec<String> = match keys_given.len() {
+                1 => vec![keys_given[0].clone(); endpoints.len()],
+                n if n == endpoints.len() => keys_given,
+                n => {
+                    return Err(s.err(
+                        "broker_public_key",
+                        format!(
+                            "has {n} keys for {} brokers: give one for all, or one per broker in their order",
+                            endpoints.len()
+                        ),
+                    ))
+                }
+            };
+            for broker_key in &per_broker {
+                proto::auth::decode_key(broker_key).map_err(|e| s.err("broker_public_key", e))?;
+                if broker_key.trim() == keys.public {
+                    // Every handshake would fail, and nothing would say why.
+                    return Err(s.err(
+                        "broker_public_key",
+                        format!("is this agent's own public key (from {}): give the broker's, which `hintbus keygen` printed for it", path.display()),
+                    ));
+                }
             }
-            cfg.curve = Some((keys, broker_key));
+            for (b, k) in cfg.more_brokers.iter_mut().zip(&per_broker[1..]) {
+                b.1 = Some(k.clone());
+            }
+            cfg.curve = Some((keys, per_broker[0].clone()));
         }
         (None, None) => {}
         (Some(p), None) => {
@@ -207,7 +242,12 @@ pub fn agent(l: &Loaded) -> Result<AgentConfig, ConfigError> {
                 format!("required with secret_key_file = {}", p.display()),
             ))
         }
-        (None, Some(k)) => return Err(s.err("secret_key_file", format!("required with broker_public_key = {k}"))),
+        (None, Some(List(k))) => {
+            return Err(s.err(
+                "secret_key_file",
+                format!("required with broker_public_key = {}", k.join(", ")),
+            ))
+        }
     }
     Ok(cfg)
 }

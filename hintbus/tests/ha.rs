@@ -1,0 +1,239 @@
+//! Two brokers, active-active: agents publish to both and apply what either brings (the
+//! highest stamp wins), so either broker may die, under load, and no lamp notices.
+
+mod common;
+
+use ami::DeviceState;
+use common::*;
+use rand::Rng;
+use sim::{Sim, SimConfig};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const SERVERS: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+/// Two phones per server, every server's hints on every server.
+async fn five_servers() -> Vec<Sim> {
+    let all: Vec<String> = SERVERS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, _)| [format!("{}00", i + 1), format!("{}01", i + 1)])
+        .collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let mut sims = Vec::new();
+    for (i, s) in SERVERS.iter().enumerate() {
+        let own = [all[2 * i], all[2 * i + 1]];
+        sims.push(Sim::start(SimConfig::federated(s, &own, &all)).await.unwrap());
+    }
+    sims
+}
+
+struct Tier {
+    dir: Dir,
+    ports: [u16; 2],
+    brokers: [Proc; 2],
+    agents: Vec<Proc>,
+}
+
+impl Tier {
+    fn start(name: &str, sims: &[Sim]) -> Tier {
+        let dir = Dir::new(name);
+        let ports = [free_port(), free_port()];
+        let brokers = [Self::broker(&dir, ports, 0), Self::broker(&dir, ports, 1)];
+        let agents = sims.iter().map(|s| Self::agent(&dir, ports, s)).collect();
+        Tier {
+            dir,
+            ports,
+            brokers,
+            agents,
+        }
+    }
+
+    fn broker(dir: &Dir, ports: [u16; 2], i: usize) -> Proc {
+        let cfg = dir.write(
+            &format!("broker{i}.ini"),
+            &format!(
+                "[broker]\nlisten = tcp://127.0.0.1:{}\nfeed = off\nheartbeat_ms = 200\nlost_after_ms = 1000\nlost_policy = unavailable\n",
+                ports[i]
+            ),
+        );
+        Proc::start(dir, &format!("broker{i}"), &["broker", "-c", cfg.to_str().unwrap()])
+    }
+
+    fn agent(dir: &Dir, ports: [u16; 2], s: &Sim) -> Proc {
+        let cfg = dir.write(
+            &format!("agent-{}.ini", s.name()),
+            &format!(
+                "[agent]\nserver = {}\nbrokers = tcp://127.0.0.1:{}, tcp://127.0.0.1:{}\nheartbeat_ms = 200\nbroker_timeout_ms = 1000\n\n\
+                 [ami]\nhost = 127.0.0.1\nport = {}\nusername = hintbus\nsecret = hintbus\nping_ms = 500\naction_timeout_ms = 2000\n",
+                s.name(),
+                ports[0],
+                ports[1],
+                s.port()
+            ),
+        );
+        Proc::start(
+            dir,
+            &format!("agent-{}", s.name()),
+            &["agent", "-c", cfg.to_str().unwrap()],
+        )
+    }
+
+    fn restart_broker(&mut self, i: usize) {
+        self.brokers[i].kill();
+        self.brokers[i] = Self::broker(&self.dir, self.ports, i);
+    }
+
+    /// Until every agent says, in its log after byte `from`, that broker `i`'s snapshot came.
+    async fn wait_all_joined(&self, froms: &[usize], i: usize) {
+        let needle = format!("broker=tcp://127.0.0.1:{}", self.ports[i]);
+        for (a, from) in self.agents.iter().zip(froms) {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let text = a.log_text();
+                if text
+                    .get(*from..)
+                    .is_some_and(|t| t.lines().any(|l| l.contains("snapshot applied") && l.contains(&needle)))
+                {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{}", text);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    fn log_lens(&self) -> Vec<usize> {
+        self.agents.iter().map(|a| a.log_text().len()).collect()
+    }
+}
+
+/// Every Setvar of UNAVAILABLE onto a mirror, on any server.
+fn unavailable_writes(sims: &[Sim]) -> Vec<String> {
+    sims.iter()
+        .flat_map(|s| {
+            s.setvar_log()
+                .into_iter()
+                .filter(|(var, v)| var.starts_with("DEVICE_STATE(Custom:") && v == "UNAVAILABLE")
+                .map(move |(var, _)| format!("{} wrote {var} UNAVAILABLE", s.name()))
+        })
+        .collect()
+}
+
+/// Random phone changes on every server until `stop`.
+fn load(sims: &[Sim], stop: Arc<AtomicBool>, count: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    let sims = sims.to_vec();
+    tokio::spawn(async move {
+        let states = [
+            DeviceState::Inuse,
+            DeviceState::Ringing,
+            DeviceState::NotInuse,
+            DeviceState::Onhold,
+        ];
+        while !stop.load(Ordering::Relaxed) {
+            let (si, p, st) = {
+                let mut r = rand::thread_rng();
+                (
+                    r.gen_range(0..sims.len()),
+                    r.gen_range(0..2),
+                    states[r.gen_range(0..states.len())],
+                )
+            };
+            sims[si].set_device(&format!("SIP/{}0{p}", si + 1), st);
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn either_broker_may_die_under_load_and_no_lamp_notices() {
+    let sims = five_servers().await;
+    let mut tier = Tier::start("ha-kill", &sims);
+    tier.wait_all_joined(&vec![0; sims.len()], 0).await;
+    tier.wait_all_joined(&vec![0; sims.len()], 1).await;
+    assert!(converge(&sims, WAIT).await.is_empty());
+    let count = Arc::new(AtomicU64::new(0));
+    // `n` changes under load, then the load stops and every mirror must equal its origin.
+    let phase = |n: u64| {
+        let (sims, count) = (sims.clone(), count.clone());
+        async move {
+            let stop = Arc::new(AtomicBool::new(false));
+            let traffic = load(&sims, stop.clone(), count.clone());
+            let until = count.load(Ordering::Relaxed) + n;
+            while count.load(Ordering::Relaxed) < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            stop.store(true, Ordering::Relaxed);
+            traffic.await.unwrap();
+            converge(&sims, WAIT).await
+        }
+    };
+    for i in [0, 1] {
+        // Under load: broker i is killed; the other carries everything meanwhile.
+        let stop = Arc::new(AtomicBool::new(false));
+        let traffic = load(&sims, stop.clone(), count.clone());
+        let at = count.load(Ordering::Relaxed) + 100;
+        while count.load(Ordering::Relaxed) < at {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tier.brokers[i].kill();
+        let left = phase(300).await;
+        stop.store(true, Ordering::Relaxed);
+        traffic.await.unwrap();
+        assert!(left.is_empty(), "with broker {i} down: {left:?}");
+        // It comes back, under load, and converges from its agents.
+        let froms = tier.log_lens();
+        tier.restart_broker(i);
+        let left = phase(300).await;
+        assert!(left.is_empty(), "while broker {i} came back: {left:?}");
+        tier.wait_all_joined(&froms, i).await;
+        let left = phase(100).await;
+        assert!(left.is_empty(), "after broker {i} came back: {left:?}");
+    }
+    let dark = unavailable_writes(&sims);
+    assert!(dark.is_empty(), "a lamp went dark: {dark:?}");
+    report(&format!(
+        "ha: {} changes with each broker killed and restarted in turn: none lost, no lamp UNAVAILABLE",
+        count.load(Ordering::Relaxed)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_brokers_restarted_at_once_converge() {
+    let sims = five_servers().await;
+    let mut tier = Tier::start("ha-both", &sims);
+    tier.wait_all_joined(&vec![0; sims.len()], 1).await;
+    assert!(converge(&sims, WAIT).await.is_empty());
+    let froms = tier.log_lens();
+    tier.brokers[0].kill();
+    tier.brokers[1].kill();
+    // Changes while no broker runs, then both back at once.
+    sims[0].set_device("SIP/100", DeviceState::Busy);
+    sims[3].set_device("SIP/401", DeviceState::Ringing);
+    tier.restart_broker(0);
+    tier.restart_broker(1);
+    tier.wait_all_joined(&froms, 0).await;
+    tier.wait_all_joined(&froms, 1).await;
+    let left = converge(&sims, WAIT).await;
+    assert!(left.is_empty(), "{left:?}");
+    assert!(wait_state(&sims[1], "Custom:SIP/100", DeviceState::Busy).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_loses_every_broker_shows_unavailable_until_one_is_back() {
+    let sims = five_servers().await;
+    let mut tier = Tier::start("ha-dark", &sims[..2]);
+    tier.wait_all_joined(&[0, 0], 1).await;
+    sims[0].set_device("SIP/100", DeviceState::Inuse);
+    assert!(wait_state(&sims[1], "Custom:SIP/100", DeviceState::Inuse).await);
+    tier.brokers[0].kill();
+    tier.brokers[1].kill();
+    // Frozen lamps would lie: after broker_timeout they read UNAVAILABLE.
+    assert!(wait_state(&sims[1], "Custom:SIP/100", DeviceState::Unavailable).await);
+    let froms = tier.log_lens();
+    tier.restart_broker(1);
+    tier.wait_all_joined(&froms, 1).await;
+    assert!(wait_state(&sims[1], "Custom:SIP/100", DeviceState::Inuse).await);
+}

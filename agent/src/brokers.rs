@@ -5,7 +5,7 @@
 //! and no lamp notices.
 
 use crate::config::AgentConfig;
-use crate::link::{Link, State};
+use proto::link::{Link, State};
 use proto::transport::Dealer;
 use proto::Msg;
 

@@ -5,8 +5,7 @@
 //! - [`mirror`]: the mirror namespace, what it should show, what it shows.
 //! - [`local`]: this server's own states, and telling them from our own writes.
 //! - [`asterisk`]: reading states from AMI, writing them with Setvar.
-//! - [`link`]: the broker session (hello, snapshot, sequence, heartbeats); [`brokers`]: one
-//!   per broker listed; [`remote`]: their views merged by stamp.
+//! - [`brokers`]: one session (`proto::link`) per broker listed; [`remote`]: their views merged by stamp.
 //! - [`run`]: the task that ties them together.
 //! - [`metrics`]: what it counts, for Prometheus; [`status`]: what `/api/status` shows.
 //! - [`queue_events`]: queue members' events, passed to the broker for observers.
@@ -17,7 +16,6 @@ pub mod asterisk;
 pub mod brokers;
 pub mod config;
 pub mod guard;
-pub mod link;
 pub mod local;
 pub mod memory;
 pub mod metrics;

@@ -12,7 +12,6 @@ use crate::asterisk::{fitted, observed, setvar};
 use crate::brokers::Brokers;
 use crate::config::AgentConfig;
 use crate::guard::{Guard, GuardWrite};
-use crate::link::{State, Step};
 use crate::local::{classify, Class, Local};
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
@@ -21,6 +20,7 @@ use crate::status::{printable, Board, BrokerState, Status, MAX_DETAIL};
 use ami::client::ActionError;
 use ami::{Client, ClientEvent, Message};
 use prometheus_client::registry::Registry;
+use proto::link::{State, Step};
 use proto::{Entry, Kind, Msg, QueueEvent, Stamp, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -806,7 +806,8 @@ impl Agent {
             info!(server = %self.cfg.server, epoch = self.stamper.epoch(), "a broker holds states of ours stamped later than this run's clock: stamping above them");
         }
         match step {
-            Step::Nothing => {}
+            // An agent's link is no peer's: the broker sends it no `hearing`.
+            Step::Nothing | Step::Hearing(_) => {}
             Step::Send(m) => {
                 self.brokers.send_to(i, &m);
             }

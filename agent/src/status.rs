@@ -6,14 +6,14 @@
 //! a lock the loop holds for a few stores, so the HTTP side never waits on the agent's task.
 //! How long ago the broker was heard is worked out when read.
 
-use crate::link::State;
+use proto::link::State;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// What this build calls itself, as in its hello.
-pub const SOFTWARE: &str = concat!("hintbus ", env!("CARGO_PKG_VERSION"));
+pub use proto::link::SOFTWARE;
 
 /// Longest AMI `detail` and `asterisk` shown, in bytes (the protocol's bound for the same
 /// fields of a status message).

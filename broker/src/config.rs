@@ -52,6 +52,11 @@ pub struct BrokerConfig {
     pub curve: Option<(proto::auth::KeyPair, proto::auth::AllowList)>,
     /// Messages per second one agent may send; more are dropped and counted. 0: no limit.
     pub rate_limit: u32,
+    /// This broker's name toward its peers (their allow-lists name its key so).
+    pub name: String,
+    /// Peer brokers, each with its public key when CURVE is on: this broker takes their
+    /// tables (and they take its own through their sessions here).
+    pub peers: Vec<(String, Option<String>)>,
 }
 
 impl Default for BrokerConfig {
@@ -67,6 +72,8 @@ impl Default for BrokerConfig {
             socket: SocketOptions::default(),
             curve: None,
             rate_limit: 20_000,
+            name: "broker".into(),
+            peers: Vec::new(),
         }
     }
 }

@@ -115,6 +115,11 @@ pub struct Core {
     started: Instant,
     /// The table's size gauges by kind, looked up once (they are set at every change).
     pub(crate) table_entries: [prometheus_client::metrics::gauge::Gauge; 2],
+    /// The peer brokers whose tables this one takes (see [`crate::peers`]).
+    pub(crate) peers: Vec<crate::peers::Peer>,
+    /// Servers whose session here ended, with peers: since when, and whether it was said
+    /// that a peer still hears them. Lost once no live peer does.
+    pub(crate) peer_heard: HashMap<Arc<str>, (Instant, bool)>,
 }
 
 impl Core {
@@ -128,8 +133,15 @@ impl Core {
                 })
                 .clone()
         });
+        let peers = config
+            .peers
+            .iter()
+            .map(|(ep, _)| crate::peers::Peer::new(ep, &config.name, now))
+            .collect();
         Core {
             table_entries,
+            peers,
+            peer_heard: HashMap::new(),
             config,
             table: Table::default(),
             sessions: HashMap::new(),
@@ -318,6 +330,19 @@ impl Core {
                 instance,
                 software,
             } => self.on_hello(out, identity, server, instance, software, now),
+            Msg::PeerHello { name, .. } if self.curve && user.as_deref() != Some(name.as_str()) => {
+                let key_of = user.unwrap_or_else(|| "?".into());
+                let text = format!("the key of {key_of} cannot speak for peer {name}");
+                self.refuse(out, &identity, ErrorCode::Refused, text, now);
+            }
+            Msg::PeerHello { name, instance } => {
+                // A session named so that no origin is its own: it is sent every change.
+                let server = format!("peer:{name}");
+                self.on_hello(out, identity.clone(), server, instance, "peer broker".into(), now);
+                if let Some(s) = self.sessions.get_mut(&identity) {
+                    s.peer = true;
+                }
+            }
             Msg::Heartbeat => {
                 if !self.sessions.contains_key(&identity) {
                     let text = "unknown session: send hello".into();
@@ -342,7 +367,12 @@ impl Core {
 
     /// A message of an agent with a session.
     fn on_session_msg(&mut self, out: &mut impl Outlet, identity: &[u8], server: &Arc<str>, msg: Msg, now: Instant) {
+        let peer = self.sessions.get(identity).is_some_and(|s| s.peer);
         match msg {
+            Msg::Update { .. } | Msg::Sync { .. } | Msg::Status { .. } | Msg::Queue { .. } if peer => {
+                let text = format!("{} on a peer's session: a peer only takes", msg.kind());
+                self.refuse(out, identity, ErrorCode::BadMessage, text, now);
+            }
             Msg::Update { entries } => {
                 let entries = self.validated(out, identity, server, entries, now);
                 let changed: Vec<Change> = entries.into_iter().filter_map(|e| self.table.apply(e)).collect();
@@ -475,7 +505,8 @@ impl Core {
         software: String,
         now: Instant,
     ) {
-        if !proto::entry::valid_origin(&server) {
+        let name = server.strip_prefix("peer:").unwrap_or(&server);
+        if !proto::entry::valid_origin(name) {
             let text = format!("server id {server:?} is not valid");
             return self.refuse(out, &identity, ErrorCode::Refused, text, now);
         }
@@ -486,6 +517,7 @@ impl Core {
         info!(%server, instance, software = %shown(&software), "agent joined");
         let server: Arc<str> = server.into();
         self.lost.remove(&server);
+        self.peer_heard.remove(&server);
         let session = Session::new(
             identity.clone(),
             server.clone(),
@@ -622,16 +654,40 @@ impl Core {
         for id in idle {
             self.send(out, &id, &Msg::Heartbeat, now);
         }
+        self.check_peer_heard(now);
+        // Peer brokers' sessions here learn whom this broker hears.
+        let peers: Vec<Vec<u8>> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.peer)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !peers.is_empty() {
+            let hearing = self.hearing();
+            for id in peers {
+                self.send(out, &id, &hearing, now);
+            }
+        }
     }
 
     /// A session is over: unless another session serves that server now, the server is lost
     /// and its policy applied.
     fn session_ended(&mut self, s: &Session, reason: LostReason, now: Instant) {
         self.metrics.sessions.set(self.sessions.len() as i64);
-        if self.sessions.values().any(|x| x.server == s.server) {
+        if s.peer || self.sessions.values().any(|x| x.server == s.server) {
             return;
         }
         self.metrics.forget_session(&s.server);
+        if !self.peers.is_empty() {
+            // Decided at a tick, once the peers have said (again) whom they hear.
+            self.peer_heard.entry(s.server.clone()).or_insert((now, false));
+            return;
+        }
+        self.lose(s.server.clone(), reason, now);
+    }
+
+    /// No broker hears `server`: its lost policy.
+    pub(crate) fn lose(&mut self, server: Arc<str>, reason: LostReason, now: Instant) {
         self.metrics
             .agents_lost
             .get_or_create(&metrics::reason(reason.as_str()))
@@ -642,17 +698,17 @@ impl Core {
                 self.lost.remove(&oldest);
             }
         }
-        self.lost.insert(s.server.clone(), SystemTime::now());
+        self.lost.insert(server.clone(), SystemTime::now());
         let changed = match self.config.lost_policy {
             LostPolicy::Keep => Vec::new(),
-            LostPolicy::Unavailable => self.table.mark_devices(&s.server, ami::DeviceState::Unavailable),
+            LostPolicy::Unavailable => self.table.mark_devices(&server, ami::DeviceState::Unavailable),
             LostPolicy::Remove => {
-                self.members.forget_origin(&s.server);
-                self.table.remove_origin(&s.server)
+                self.members.forget_origin(&server);
+                self.table.remove_origin(&server)
             }
         };
         self.events.push(Event::AgentLost {
-            server: s.server.clone(),
+            server: server.clone(),
             reason,
         });
         self.fan_out(changed, now);

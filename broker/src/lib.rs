@@ -7,6 +7,7 @@
 //!   coalescing; snapshots; backpressure.
 //! - [`session`]: one agent's session; [`strangers`]: peers that have not said hello;
 //!   [`throttle`]: token buckets and log throttles per peer.
+//! - [`peers`]: peer brokers, whose tables this one takes (active-active).
 //! - [`members`]: the latest event of each queue member.
 //! - [`stream`]: the change stream to consumers, each with a byte bound; [`sinks`]: those
 //!   consumers (the feed).
@@ -25,6 +26,7 @@ pub mod fanout;
 pub mod members;
 pub mod metrics;
 pub mod outbox;
+pub mod peers;
 pub mod server;
 pub mod session;
 pub mod sinks;

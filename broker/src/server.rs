@@ -103,6 +103,24 @@ impl Broker {
         wake.set_nonblocking(true).map_err(|e| e.to_string())?;
         wake_rx.set_nonblocking(true).map_err(|e| e.to_string())?;
         let router_fd = router.get_fd().map_err(|e| e.to_string())?;
+        // Peer brokers: a DEALER each, taking that peer's table (see crate::peers).
+        let mut peers = Vec::new();
+        for (ep, key) in &config.peers {
+            let s = ctx.socket(zmq::DEALER).map_err(|e| e.to_string())?;
+            config.socket.apply(&s).map_err(|e| e.to_string())?;
+            if let (Some((keys, _)), Some(key)) = (&config.curve, key) {
+                let server = proto::auth::decode_key(key).map_err(|e| format!("peer {ep}'s public key: {e}"))?;
+                s.set_curve_serverkey(&server).map_err(|e| e.to_string())?;
+                s.set_curve_publickey(&keys.public_bytes()?)
+                    .map_err(|e| e.to_string())?;
+                s.set_curve_secretkey(&keys.secret_bytes()?)
+                    .map_err(|e| e.to_string())?;
+            }
+            s.connect(ep)
+                .map_err(|e| format!("cannot connect to peer broker {ep}: {e}"))?;
+            let fd = s.get_fd().map_err(|e| e.to_string())?;
+            peers.push((s, fd));
+        }
         let (control, control_rx) = mpsc::channel();
         let io = Io {
             core: Core::new(config, instance, metrics.clone(), Instant::now()),
@@ -112,6 +130,7 @@ impl Broker {
             control: control_rx,
             stream: stream.clone(),
             stopped: false,
+            peers,
         };
         let thread = std::thread::Builder::new()
             .name("hintbus-broker".into())
@@ -247,12 +266,18 @@ struct Io {
     control: mpsc::Receiver<Control>,
     stream: Stream,
     stopped: bool,
+    /// The DEALER to each peer broker, and its ZMQ_FD.
+    peers: Vec<(zmq::Socket, RawFd)>,
 }
 
 impl Io {
     fn run(mut self) {
         let tick = self.core.tick_interval();
         let mut next_tick = Instant::now() + tick;
+        for i in 0..self.peers.len() {
+            let hello = self.core.peer_hello(i);
+            let _ = self.peers[i].0.send(hello.encode(), zmq::DONTWAIT);
+        }
         while !self.stopped {
             let now = Instant::now();
             let until = self.core.next_flush(now).map_or(next_tick, |due| due.min(next_tick));
@@ -265,12 +290,26 @@ impl Io {
                     None => break,
                 }
             }
+            for i in 0..self.peers.len() {
+                for _ in 0..10_000 {
+                    let Ok(frame) = self.peers[i].0.recv_bytes(zmq::DONTWAIT) else {
+                        break;
+                    };
+                    if let Some(reply) = self.core.on_peer_frame(i, &frame, Instant::now()) {
+                        let _ = self.peers[i].0.send(reply.encode(), zmq::DONTWAIT);
+                    }
+                }
+            }
             while let Ok(c) = self.control.try_recv() {
                 self.on_control(c);
             }
             let mut out = Router(&self.router);
             if Instant::now() >= next_tick {
                 self.core.on_tick(&mut out, Instant::now());
+                for i in 0..self.peers.len() {
+                    let m = self.core.peer_tick(i, Instant::now());
+                    let _ = self.peers[i].0.send(m.encode(), zmq::DONTWAIT);
+                }
                 next_tick = Instant::now() + tick;
             }
             self.core.flush_all(&mut out, Instant::now());
@@ -317,26 +356,25 @@ impl Io {
     /// signals a change, so `ZMQ_EVENTS` is looked at first (which also catches a message an
     /// earlier send made readable).
     fn wait(&self, timeout: Duration) {
-        if self.router.get_events().map_or(true, |ev| ev.contains(zmq::POLLIN)) {
+        let readable = |s: &zmq::Socket| s.get_events().map_or(true, |ev| ev.contains(zmq::POLLIN));
+        if readable(&self.router) || self.peers.iter().any(|(s, _)| readable(s)) {
             return;
         }
-        let mut fds = [
-            libc::pollfd {
-                fd: self.router_fd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        let poll = |fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let mut fds: Vec<libc::pollfd> = [self.router_fd, self.wake.as_raw_fd()]
+            .into_iter()
+            .chain(self.peers.iter().map(|(_, fd)| *fd))
+            .map(poll)
+            .collect();
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(3600) as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
-        // SAFETY: `fds` is an array of two initialised pollfd structs and `ts` a timespec, both
+        // SAFETY: `fds` is a vector of initialised pollfd structs and `ts` a timespec, both
         // alive for the duration of the call; a null signal mask leaves the mask unchanged.
         unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
         if fds[1].revents & libc::POLLIN != 0 {

@@ -54,6 +54,9 @@ pub struct Session {
     pub instance: u64,
     /// What the agent said it is (`hintbus 0.1.0`).
     pub software: String,
+    /// A peer broker's session: it takes everything and publishes nothing here; its end is
+    /// no server's loss.
+    pub peer: bool,
     /// When the hello was accepted.
     pub joined: SystemTime,
     /// What the agent last said of its Asterisk (status messages).
@@ -135,6 +138,7 @@ impl Session {
             server,
             instance,
             software,
+            peer: false,
             joined: SystemTime::now(),
             ami_connected: None,
             asterisk: None,

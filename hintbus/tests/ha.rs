@@ -237,3 +237,114 @@ async fn an_agent_that_loses_every_broker_shows_unavailable_until_one_is_back() 
     tier.wait_all_joined(&froms, 1).await;
     assert!(wait_state(&sims[1], "Custom:SIP/100", DeviceState::Inuse).await);
 }
+
+/// Brokers peered both ways; agent a reaches only broker 0, agent b only broker 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_split_still_federates_through_peered_brokers() {
+    let sims = five_servers().await;
+    let dir = Dir::new("ha-split");
+    let ports = [free_port(), free_port()];
+    let broker = |i: usize| {
+        let cfg = dir.write(
+            &format!("broker{i}.ini"),
+            &format!(
+                "[broker]\nlisten = tcp://127.0.0.1:{}\nfeed = off\nheartbeat_ms = 200\nlost_after_ms = 1000\nname = b{i}\npeers = tcp://127.0.0.1:{}\n",
+                ports[i],
+                ports[1 - i]
+            ),
+        );
+        Proc::start(&dir, &format!("broker{i}"), &["broker", "-c", cfg.to_str().unwrap()])
+    };
+    let _brokers = [broker(0), broker(1)];
+    let mut a = start_agent(&dir, ports[0], &sims[0]);
+    let _b = start_agent(&dir, ports[1], &sims[1]);
+    sims[0].set_device("SIP/100", DeviceState::Inuse);
+    sims[1].set_device("SIP/201", DeviceState::Ringing);
+    assert!(
+        wait_state(&sims[1], "Custom:SIP/100", DeviceState::Inuse).await,
+        "a -> broker 0 -> broker 1 -> b"
+    );
+    assert!(
+        wait_state(&sims[0], "Custom:SIP/201", DeviceState::Ringing).await,
+        "b -> broker 1 -> broker 0 -> a"
+    );
+    // No echo: a later change of b's crosses to a; a's own state never came back as a mirror.
+    sims[1].set_device("SIP/200", DeviceState::Busy);
+    assert!(wait_state(&sims[0], "Custom:SIP/200", DeviceState::Busy).await);
+    assert!(!sims[0]
+        .setvar_log()
+        .iter()
+        .any(|(var, _)| var.contains("SIP/100") || var.contains("SIP/101")));
+    // a is lost by broker 0, which no one else hears it through: b's lamp of a goes dark.
+    a.kill();
+    assert!(wait_state(&sims[1], "Custom:SIP/100", DeviceState::Unavailable).await);
+}
+
+/// A TCP relay the test can cut: the way to make one broker lose an agent another still hears.
+struct Relay {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(to: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay { port, task }
+    }
+
+    /// Cut: every connection through it, and the listener.
+    fn cut(self) {
+        self.task.abort();
+    }
+}
+
+/// Agent c reaches both brokers; broker 0 loses it (its relay is cut) while broker 1 still
+/// hears it: no lamp of c goes dark, at a (broker 0 only) or at b (broker 1 only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_broker_losing_an_agent_another_still_hears_changes_nothing() {
+    let sims = five_servers().await;
+    let dir = Dir::new("ha-heard");
+    let ports = [free_port(), free_port()];
+    let broker = |i: usize| {
+        let cfg = dir.write(
+            &format!("broker{i}.ini"),
+            &format!(
+                "[broker]\nlisten = tcp://127.0.0.1:{}\nfeed = off\nheartbeat_ms = 200\nlost_after_ms = 1000\nname = b{i}\npeers = tcp://127.0.0.1:{}\n",
+                ports[i],
+                ports[1 - i]
+            ),
+        );
+        Proc::start(&dir, &format!("broker{i}"), &["broker", "-c", cfg.to_str().unwrap()])
+    };
+    let brokers = [broker(0), broker(1)];
+    let relay = Relay::start(ports[0]).await;
+    let _a = start_agent(&dir, ports[0], &sims[0]);
+    let _b = start_agent(&dir, ports[1], &sims[1]);
+    let _c = Tier::agent(&dir, [relay.port, ports[1]], &sims[2]);
+    sims[2].set_device("SIP/300", DeviceState::Inuse);
+    assert!(wait_state(&sims[0], "Custom:SIP/300", DeviceState::Inuse).await);
+    assert!(wait_state(&sims[1], "Custom:SIP/300", DeviceState::Inuse).await);
+    relay.cut();
+    assert!(
+        brokers[0].wait_log(0, "a peer broker still hears it").await.is_some(),
+        "{}",
+        brokers[0].log_text()
+    );
+    // A later change of c crosses (through broker 1, and broker 1 to 0), then nothing went dark.
+    sims[2].set_device("SIP/301", DeviceState::Ringing);
+    assert!(wait_state(&sims[0], "Custom:SIP/301", DeviceState::Ringing).await);
+    assert!(wait_state(&sims[1], "Custom:SIP/301", DeviceState::Ringing).await);
+    let dark = unavailable_writes(&sims);
+    assert!(dark.is_empty(), "{dark:?}");
+}

@@ -6,11 +6,13 @@
 //! - [`transport`]: libzmq sockets for tokio (the agent's DEALER, driven through `ZMQ_FD`).
 //! - [`stamp`]: the origin's stamps, by which brokers' streams merge.
 //! - [`queue`]: queue members' events, carried to observers.
+//! - [`link`]: a client's broker session (an agent's, or a peer broker's).
 //! - [`monitor`]: libzmq's socket monitor, to log a peer that cannot be reached or a failed handshake.
 
 pub mod auth;
 pub mod counting;
 pub mod entry;
+pub mod link;
 pub mod message;
 pub mod monitor;
 pub mod queue;

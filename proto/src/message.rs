@@ -64,6 +64,12 @@ pub enum Msg {
         instance: u64,
         software: String,
     },
+    /// Broker -> broker, first: a peer broker that takes everything this broker holds (and
+    /// publishes nothing on this session: it has its own for that, the other way).
+    PeerHello { name: String, instance: u64 },
+    /// Broker -> peer broker: the servers this broker has a session with now (at most
+    /// [`MAX_ENTRIES`]): a server one broker has lost is not lost while another hears it.
+    Hearing { servers: Vec<String> },
     /// Broker -> agent: accepted. `broker` changes when the broker restarts.
     Welcome {
         broker: u64,
@@ -123,6 +129,8 @@ struct Wire<'a> {
     #[serde(rename = "type", borrow)]
     kind: Option<std::borrow::Cow<'a, str>>,
     server: Option<String>,
+    name: Option<String>,
+    servers: Option<Vec<String>>,
     instance: Option<u64>,
     software: Option<String>,
     broker: Option<u64>,
@@ -151,6 +159,13 @@ impl Wire<'_> {
                 server: need(self.server, "server")?,
                 instance: need(self.instance, "instance")?,
                 software: valid_software(need(self.software, "software")?)?,
+            },
+            "hearing" => Msg::Hearing {
+                servers: need(self.servers, "servers")?,
+            },
+            "peer_hello" => Msg::PeerHello {
+                name: need(self.name, "name")?,
+                instance: need(self.instance, "instance")?,
             },
             "welcome" => Msg::Welcome {
                 broker: need(self.broker, "broker")?,
@@ -257,7 +272,11 @@ impl Msg {
             Some(v) => return Err(DecodeError::Version(v)),
             None => return Err(DecodeError::Bad("no \"v\" field".into())),
         }
-        let counts = [wire.entries.as_ref().map(Vec::len), wire.events.as_ref().map(Vec::len)];
+        let counts = [
+            wire.entries.as_ref().map(Vec::len),
+            wire.events.as_ref().map(Vec::len),
+            wire.servers.as_ref().map(Vec::len),
+        ];
         if let Some(n) = counts.into_iter().flatten().find(|n| *n > MAX_ENTRIES) {
             return Err(DecodeError::TooManyEntries(n));
         }
@@ -268,6 +287,8 @@ impl Msg {
     pub fn kind(&self) -> &'static str {
         match self {
             Msg::Hello { .. } => "hello",
+            Msg::PeerHello { .. } => "peer_hello",
+            Msg::Hearing { .. } => "hearing",
             Msg::Welcome { .. } => "welcome",
             Msg::Sync { .. } => "sync",
             Msg::Update { .. } => "update",

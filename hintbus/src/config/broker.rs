@@ -23,6 +23,12 @@ struct BrokerSection {
     #[serde(default, deserialize_with = "batch_window")]
     batch_window_us: Option<Duration>,
     secret_key_file: Option<PathBuf>,
+    /// This broker's name toward its peers.
+    name: Option<String>,
+    /// Peer brokers' agent endpoints.
+    peers: Option<super::value::List>,
+    /// Their public keys (with CURVE), one per peer in their order.
+    peer_public_key: Option<super::value::List>,
 }
 
 fn lost_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<LostPolicy>, D::Error> {
@@ -103,6 +109,47 @@ pub fn broker(l: &Loaded) -> Result<BrokerConfig, ConfigError> {
         }
         None => {}
     }
+    if let Some(name) = b.name {
+        if !proto::entry::valid_origin(&name) {
+            return Err(s.err("name", "not a valid name (1 to 32 of A-Z a-z 0-9 . _ -)"));
+        }
+        c.name = name;
+    }
+    let peers = b.peers.map(|l| l.0).unwrap_or_default();
+    let keys = b.peer_public_key.map(|l| l.0).unwrap_or_default();
+    match (&c.curve, keys.len()) {
+        (_, 0) if peers.is_empty() => {}
+        (None, 0) => {
+            if let Some(p) = peers.iter().find(|p| !broker::server::is_loopback(p)) {
+                return Err(s.err(
+                    "peers",
+                    format!("{p} in plain text beyond loopback: give the brokers key pairs and peer_public_key"),
+                ));
+            }
+        }
+        (Some(_), n) if n == peers.len() => {
+            for k in &keys {
+                proto::auth::decode_key(k).map_err(|e| s.err("peer_public_key", e))?;
+            }
+        }
+        (Some(_), n) => {
+            return Err(s.err(
+                "peer_public_key",
+                format!("has {n} keys for {} peers: one per peer, in their order", peers.len()),
+            ))
+        }
+        (None, _) => {
+            return Err(s.err(
+                "peer_public_key",
+                "without secret_key_file: peers speak CURVE only when the broker has a key pair",
+            ))
+        }
+    }
+    c.peers = peers
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p, keys.get(i).cloned()))
+        .collect();
     if c.curve.is_none() && !broker::server::is_loopback(&c.listen) {
         return Err(s.err(
             "listen",

@@ -1,7 +1,8 @@
-//! The agent's side of the broker session: hello, welcome, snapshot, sequence check,
-//! heartbeats, and noticing a broker that restarted or went away.
+//! A client's side of a broker session: hello, welcome, snapshot, sequence check, heartbeats,
+//! and noticing a broker that restarted or went away. An agent has one per broker; a broker
+//! has one per peer broker (a session that only takes).
 
-use proto::{Entry, ErrorCode, Msg};
+use crate::{Entry, ErrorCode, Msg};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -29,6 +30,8 @@ pub enum Step {
     },
     /// Changes of remote states, in order.
     Updates(Vec<Entry>),
+    /// (From a peer broker) the servers it has a session with.
+    Hearing(Vec<String>),
 }
 
 pub struct Link {
@@ -45,13 +48,26 @@ pub struct Link {
     /// When the snapshot we wait for was asked for.
     snapshot_asked: Instant,
     pub gaps: u64,
+    /// A peer broker's session (it says `peer_hello`).
+    peer: bool,
     /// The highest stamp epoch of our server the broker holds (from its welcome).
     pub last_epoch: u64,
     /// Times the broker was silent past the timeout.
     pub heartbeats_missed: u64,
 }
 
+/// What a client says it is in its hello.
+pub const SOFTWARE: &str = concat!("hintbus ", env!("CARGO_PKG_VERSION"));
+
 impl Link {
+    /// A peer broker's session with another broker, as `name`.
+    pub fn peer(name: &str) -> Link {
+        Link {
+            peer: true,
+            ..Link::new(name)
+        }
+    }
+
     pub fn new(server: &str) -> Link {
         Link {
             server: server.to_string(),
@@ -67,6 +83,7 @@ impl Link {
             gaps: 0,
             heartbeats_missed: 0,
             last_epoch: 0,
+            peer: false,
         }
     }
 
@@ -75,10 +92,16 @@ impl Link {
         self.expected_seq = None;
         self.snapshot_buf.clear();
         self.last_hello = Instant::now();
+        if self.peer {
+            return Msg::PeerHello {
+                name: self.server.clone(),
+                instance: self.instance,
+            };
+        }
         Msg::Hello {
             server: self.server.clone(),
             instance: self.instance,
-            software: crate::status::SOFTWARE.to_string(),
+            software: SOFTWARE.to_string(),
         }
     }
 
@@ -134,6 +157,7 @@ impl Link {
                 None => Step::Nothing,
             },
             Msg::Heartbeat => Step::Nothing,
+            Msg::Hearing { servers } if self.peer => Step::Hearing(servers),
             Msg::Error {
                 code: ErrorCode::NotWelcome,
                 ..

@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// metrics scrape every second (0: the broker's HTTP listener and feed are off).
     #[arg(long, default_value_t = 0)]
     observers: usize,
+    /// Brokers (1 or 2): with 2, peered, every agent on both, and broker 1 is killed halfway
+    /// through the load (the failover figure).
+    #[arg(long, default_value_t = 1)]
+    brokers: usize,
     /// Memory mode instead of the load: one server holding this many devices (and a tenth as
     /// many presentities) mirrored on another, then a third agent joins (see bench_devices).
     #[arg(long)]
@@ -109,14 +113,25 @@ pub(super) fn free_port() -> u16 {
 /// The broker, as a process of this binary, listening on `port`; without a feed and an HTTP
 /// listener unless `observed` gives their ports.
 pub(super) fn spawn_broker(dir: &Path, port: u16, observed: Option<(u16, u16)>) -> anyhow::Result<Child> {
-    let cfg = dir.join("broker.ini");
+    spawn_broker_with(dir, "broker", port, observed, "")
+}
+
+/// [`spawn_broker`] with its own file name and more `[broker]` keys (a peer's).
+fn spawn_broker_with(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    observed: Option<(u16, u16)>,
+    more: &str,
+) -> anyhow::Result<Child> {
+    let cfg = dir.join(format!("{name}.ini"));
     let (feed, http) = match observed {
         Some((feed, http)) => (format!("tcp://127.0.0.1:{feed}"), format!("127.0.0.1:{http}")),
         None => ("off".into(), "off".into()),
     };
     std::fs::write(
         &cfg,
-        format!("[broker]\nlisten = tcp://127.0.0.1:{port}\nfeed = {feed}\n[http]\nlisten = {http}\n"),
+        format!("[broker]\nlisten = tcp://127.0.0.1:{port}\nfeed = {feed}\n{more}[http]\nlisten = {http}\n"),
     )?;
     Ok(Command::new(std::env::current_exe()?)
         .args(["broker", "-c", cfg.to_str().unwrap_or_default()])
@@ -128,11 +143,18 @@ pub(super) fn spawn_broker(dir: &Path, port: u16, observed: Option<(u16, u16)>) 
 
 /// The agent of `sim`, as a process of this binary, its log at `log` going to `stderr`.
 pub(super) fn spawn_agent(dir: &Path, port: u16, sim: &Sim, stderr: Stdio, log: &str) -> anyhow::Result<Child> {
+    spawn_agent_of(dir, &[port], sim, stderr, log)
+}
+
+/// [`spawn_agent`] with every broker of `ports`.
+fn spawn_agent_of(dir: &Path, ports: &[u16], sim: &Sim, stderr: Stdio, log: &str) -> anyhow::Result<Child> {
+    let brokers: Vec<String> = ports.iter().map(|p| format!("tcp://127.0.0.1:{p}")).collect();
+    let brokers = brokers.join(", ");
     let cfg = dir.join(format!("{}.ini", sim.name()));
     std::fs::write(
         &cfg,
         format!(
-            "[agent]\nserver = {}\nbroker = tcp://127.0.0.1:{port}\n[ami]\nport = {}\nsecret = hintbus\n[http]\nlisten = off\n",
+            "[agent]\nserver = {}\nbrokers = {brokers}\n[ami]\nport = {}\nsecret = hintbus\n[http]\nlisten = off\n",
             sim.name(),
             sim.port()
         ),
@@ -173,6 +195,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let changes: Arc<Changes> = Arc::new(Mutex::new(HashMap::new()));
     let latencies: Arc<Mutex<Vec<u32>>> = Arc::new(Mutex::new(Vec::new()));
     let delivered = Arc::new(AtomicU64::new(0));
+    // With two brokers: when each Setvar came, for the longest gap after a broker's kill.
+    let deliveries: Option<Arc<Mutex<Vec<Instant>>>> = (args.brokers == 2).then(Default::default);
     let mut sims = Vec::new();
     for i in 0..k {
         let own: Vec<String> = (0..args.phones).map(|p| format!("{i}x{p}")).collect();
@@ -187,6 +211,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         let sim = Sim::start(cfg).await?;
         let (changes, latencies, delivered) = (changes.clone(), latencies.clone(), delivered.clone());
+        let deliveries = deliveries.clone();
         sim.with_world(move |w| {
             w.log_setvars = false;
             w.setvar_hook = Some(Arc::new(move |var: &str, value: &str| {
@@ -198,6 +223,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 };
                 delivered.fetch_add(1, Ordering::Relaxed);
                 let now = Instant::now();
+                if let Some(d) = &deliveries {
+                    d.lock().expect("deliveries").push(now);
+                }
                 if let Some((t, s)) = changes.lock().expect("changes").get(dev) {
                     if s.as_str() == value {
                         let us = now.duration_since(*t).as_micros().min(u32::MAX as u128) as u32;
@@ -210,9 +238,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 
     let observed = (args.observers > 0).then(|| (free_port(), free_port()));
-    let mut kids = Kids(vec![spawn_broker(&dir, port, observed)?]);
+    anyhow::ensure!((1..=2).contains(&args.brokers), "--brokers must be 1 or 2");
+    let ports: Vec<u16> = std::iter::once(port)
+        .chain((1..args.brokers).map(|_| free_port()))
+        .collect();
+    let peer = |other: u16, me: &str| format!("name = {me}\npeers = tcp://127.0.0.1:{other}\n");
+    let mut kids = Kids(vec![match args.brokers {
+        2 => spawn_broker_with(&dir, "broker", ports[0], observed, &peer(ports[1], "b0"))?,
+        _ => spawn_broker(&dir, port, observed)?,
+    }]);
+    if args.brokers == 2 {
+        kids.0.push(spawn_broker_with(
+            &dir,
+            "broker1",
+            ports[1],
+            None,
+            &peer(ports[0], "b1"),
+        )?);
+    }
     for s in &sims {
-        kids.0.push(spawn_agent(&dir, port, s, Stdio::inherit(), "warn")?);
+        kids.0.push(spawn_agent_of(&dir, &ports, s, Stdio::inherit(), "warn")?);
     }
     let observers = match observed {
         Some((feed, http)) => Some(
@@ -262,8 +307,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     ];
     let mut current: HashMap<String, usize> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut killed_at = None;
     while sent < total {
         tick.tick().await;
+        if args.brokers == 2 && killed_at.is_none() && sent >= total / 2 {
+            // Broker 1 (the peer) dies under load: SIGKILL, nothing said to anyone.
+            let _ = kids.0[1].kill();
+            killed_at = Some(Instant::now());
+        }
         let due = ((started.elapsed().as_secs_f64() * args.rate as f64) as u64).min(total);
         while sent < due {
             let (si, p) = {
@@ -312,9 +363,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
 
     let cpu = |i: usize| (cpu_ticks(procs[i].pid).saturating_sub(procs[i].cpu_ticks)) as f64 / tck / wall * 100.0;
+    let nb = args.brokers;
+    // A killed broker's ticks are gone with it: counted up to its kill they would need
+    // sampling; its share is left out and said so.
     let broker_cpu = cpu(0);
-    let agent_cpu: f64 = (1..procs.len()).map(cpu).sum();
-    let agent_rss: Vec<u64> = procs[1..].iter().map(|p| rss_kb(p.pid, "VmHWM:")).collect();
+    let agent_cpu: f64 = (nb..procs.len()).map(cpu).sum();
+    let agent_rss: Vec<u64> = procs[nb..].iter().map(|p| rss_kb(p.pid, "VmHWM:")).collect();
     let self_cpu = (cpu_ticks(std::process::id()) - self_before) as f64 / tck / wall * 100.0;
 
     println!(
@@ -345,6 +399,33 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         agent_rss.iter().sum::<u64>() as f64 / agent_rss.len().max(1) as f64 / 1024.0,
         agent_rss.iter().copied().max().unwrap_or(0) as f64 / 1024.0
     );
+    if let (Some(at), Some(d)) = (killed_at, &deliveries) {
+        let mut d = d.lock().expect("deliveries").clone();
+        d.sort_unstable();
+        let window = |t: &Instant| *t >= at && t.duration_since(at) < Duration::from_secs(2);
+        let after: Vec<Instant> = d.iter().copied().filter(window).collect();
+        let first = after.first().map(|t| t.duration_since(at));
+        let gap = after
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]))
+            .max()
+            .unwrap_or_default();
+        let before_gap = d
+            .iter()
+            .filter(|t| **t < at && at.duration_since(**t) < Duration::from_secs(2))
+            .copied()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]))
+            .max()
+            .unwrap_or_default();
+        println!(
+            "  failover: broker 1 SIGKILLed halfway (CPU above is broker 0's); first Setvar {:.2} ms after the kill; longest gap between Setvars in the 2 s after it {:.2} ms (in the 2 s before: {:.2} ms)",
+            first.unwrap_or_default().as_secs_f64() * 1000.0,
+            gap.as_secs_f64() * 1000.0,
+            before_gap.as_secs_f64() * 1000.0
+        );
+    }
     if let Some(o) = observers {
         let s = o.seen.clone();
         o.stop().await;

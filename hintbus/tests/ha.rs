@@ -348,3 +348,60 @@ async fn one_broker_losing_an_agent_another_still_hears_changes_nothing() {
     let dark = unavailable_writes(&sims);
     assert!(dark.is_empty(), "{dark:?}");
 }
+
+/// CURVE everywhere: each broker's key allowed by the other (named as it names itself), each
+/// agent on its own broker only: states cross both ways through the peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peered_brokers_speak_curve() {
+    let sims = five_servers().await;
+    let dir = Dir::new("ha-curve");
+    let keys: Vec<String> = ["b0", "b1", "a", "b"].iter().map(|n| keygen(&dir, n)).collect();
+    let ports = [free_port(), free_port()];
+    let broker = |i: usize| {
+        let key = dir.0.join(format!("b{i}.key"));
+        let cfg = dir.write(
+            &format!("broker{i}.ini"),
+            &format!(
+                "[broker]\nlisten = tcp://127.0.0.1:{}\nfeed = off\nheartbeat_ms = 200\nlost_after_ms = 1000\nname = b{i}\n\
+                 peers = tcp://127.0.0.1:{}\npeer_public_key = {}\nsecret_key_file = {}\n\n[agents]\nb{} = {}\na = {}\nb = {}\n",
+                ports[i],
+                ports[1 - i],
+                keys[1 - i],
+                key.display(),
+                1 - i,
+                keys[1 - i],
+                keys[2],
+                keys[3]
+            ),
+        );
+        Proc::start(&dir, &format!("broker{i}"), &["broker", "-c", cfg.to_str().unwrap()])
+    };
+    let _brokers = [broker(0), broker(1)];
+    let agent = |i: usize| {
+        let s = &sims[i];
+        let cfg = dir.write(
+            &format!("agent-{}.ini", s.name()),
+            &format!(
+                "[agent]\nserver = {}\nbroker = tcp://127.0.0.1:{}\nsecret_key_file = {}\nbroker_public_key = {}\nheartbeat_ms = 200\nbroker_timeout_ms = 1000\n\n[ami]\nport = {}\nsecret = hintbus\n",
+                s.name(),
+                ports[i],
+                dir.0.join(format!("{}.key", s.name())).display(),
+                keys[i],
+                s.port()
+            ),
+        );
+        Proc::start(
+            &dir,
+            &format!("agent-{}", s.name()),
+            &["agent", "-c", cfg.to_str().unwrap()],
+        )
+    };
+    let _agents = [agent(0), agent(1)];
+    sims[0].set_device("SIP/100", DeviceState::Busy);
+    assert!(
+        wait_state(&sims[1], "Custom:SIP/100", DeviceState::Busy).await,
+        "a -> b0 -> b1 -> b over CURVE"
+    );
+    sims[1].set_device("SIP/200", DeviceState::Inuse);
+    assert!(wait_state(&sims[0], "Custom:SIP/200", DeviceState::Inuse).await);
+}

@@ -21,11 +21,12 @@ async fn three_servers() -> Vec<Sim> {
     ]
 }
 
+/// Fields drop in order: the processes before their directory.
 struct Federation {
-    dir: Dir,
-    port: u16,
-    broker: Proc,
     agents: Vec<Proc>,
+    broker: Proc,
+    port: u16,
+    dir: Dir,
 }
 
 impl Federation {

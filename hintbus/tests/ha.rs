@@ -29,11 +29,12 @@ async fn five_servers() -> Vec<Sim> {
     sims
 }
 
+/// Fields drop in order: the processes before their directory.
 struct Tier {
-    dir: Dir,
-    ports: [u16; 2],
-    brokers: [Proc; 2],
     agents: Vec<Proc>,
+    brokers: [Proc; 2],
+    ports: [u16; 2],
+    dir: Dir,
 }
 
 impl Tier {
@@ -54,8 +55,9 @@ impl Tier {
         let cfg = dir.write(
             &format!("broker{i}.ini"),
             &format!(
-                "[broker]\nlisten = tcp://127.0.0.1:{}\nfeed = off\nheartbeat_ms = 200\nlost_after_ms = 1000\nlost_policy = unavailable\n",
-                ports[i]
+                "[broker]\nlisten = tcp://127.0.0.1:{}\nfeed = off\nheartbeat_ms = 200\nlost_after_ms = 1000\nlost_policy = unavailable\nname = b{i}\npeers = tcp://127.0.0.1:{}\n",
+                ports[i],
+                ports[1 - i]
             ),
         );
         Proc::start(dir, &format!("broker{i}"), &["broker", "-c", cfg.to_str().unwrap()])

@@ -50,11 +50,13 @@ async fn wait_json(addr: SocketAddr, path: &str, ok: impl Fn(&Value) -> bool) ->
     }
 }
 
+/// Fields drop in order: the processes before their directory.
 struct Running {
-    dir: Dir,
-    broker: Proc,
     agents: Vec<Proc>,
+    broker: Proc,
     http: SocketAddr,
+    /// Kept until the processes are gone (never read).
+    _dir: Dir,
 }
 
 async fn start(name: &str, sims: &[Sim], extra: &str) -> Running {
@@ -67,7 +69,7 @@ async fn start(name: &str, sims: &[Sim], extra: &str) -> Running {
     let agents = sims.iter().map(|s| start_agent(&dir, port, s)).collect();
     let http = broker.http_addr(0).await.expect("the broker says where it listens");
     Running {
-        dir,
+        _dir: dir,
         broker,
         agents,
         http,
@@ -164,7 +166,7 @@ async fn metrics_and_status_show_the_federation() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "a lost server is something wrong: {text}");
     assert!(text.contains("LOST a: no agent for"), "{text}");
-    drop(r.dir);
+    drop(r);
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

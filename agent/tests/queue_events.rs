@@ -7,7 +7,7 @@ use agent::status::BrokerState;
 use agent::{spawn, AgentConfig};
 use ami::ClientConfig;
 use proto::{Msg, QueueEvent, QueueEventKind};
-use sim::{MemberConfig, QueueConfig, Sim, SimConfig};
+use sim::{QueueConfig, Sim, SimConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,17 +116,8 @@ fn queue(msg: Msg) -> Option<Vec<QueueEvent>> {
 /// Alice (SIP/100) in queue `support`.
 fn call_centre() -> SimConfig {
     let mut c = SimConfig::pbx("a", &["100"]);
-    c.queues.push(QueueConfig {
-        name: "support".into(),
-        strategy: "ringall".into(),
-        ringinuse: false,
-        members: vec![MemberConfig {
-            interface: "SIP/100".into(),
-            name: "Alice".into(),
-            state_interface: String::new(),
-            penalty: 0,
-        }],
-    });
+    c.queues
+        .push(QueueConfig::one_member("support", "SIP/100", "Alice", ""));
     c
 }
 

@@ -4,7 +4,7 @@ use agent::guard::GuardTemplate;
 use agent::{spawn, AgentConfig, AgentHandle};
 use ami::{ClientConfig, DeviceState};
 use broker::{Broker, BrokerConfig};
-use sim::{HintConfig, MemberConfig, QueueConfig, QueueError, Sim, SimConfig};
+use sim::{HintConfig, QueueConfig, QueueError, Sim, SimConfig};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -18,17 +18,8 @@ fn call_centre() -> SimConfig {
         hint: "SIP/100&Custom:Alice".into(),
     });
     for q in ["sales", "support"] {
-        c.queues.push(QueueConfig {
-            name: q.into(),
-            strategy: "ringall".into(),
-            ringinuse: false,
-            members: vec![MemberConfig {
-                interface: "SIP/100".into(),
-                name: "Alice".into(),
-                state_interface: "hint:alice@default".into(),
-                penalty: 0,
-            }],
-        });
+        c.queues
+            .push(QueueConfig::one_member(q, "SIP/100", "Alice", "hint:alice@default"));
     }
     c
 }

@@ -246,17 +246,7 @@ async fn a_network_split_still_federates_through_peered_brokers() {
     let sims = five_servers().await;
     let dir = Dir::new("ha-split");
     let ports = [free_port(), free_port()];
-    let broker = |i: usize| {
-        let cfg = dir.write(
-            &format!("broker{i}.ini"),
-            &format!(
-                "[broker]\nlisten = tcp://127.0.0.1:{}\nfeed = off\nheartbeat_ms = 200\nlost_after_ms = 1000\nname = b{i}\npeers = tcp://127.0.0.1:{}\n",
-                ports[i],
-                ports[1 - i]
-            ),
-        );
-        Proc::start(&dir, &format!("broker{i}"), &["broker", "-c", cfg.to_str().unwrap()])
-    };
+    let broker = |i: usize| Tier::broker(&dir, ports, i);
     let _brokers = [broker(0), broker(1)];
     let mut a = start_agent(&dir, ports[0], &sims[0]);
     let _b = start_agent(&dir, ports[1], &sims[1]);
@@ -318,17 +308,7 @@ async fn one_broker_losing_an_agent_another_still_hears_changes_nothing() {
     let sims = five_servers().await;
     let dir = Dir::new("ha-heard");
     let ports = [free_port(), free_port()];
-    let broker = |i: usize| {
-        let cfg = dir.write(
-            &format!("broker{i}.ini"),
-            &format!(
-                "[broker]\nlisten = tcp://127.0.0.1:{}\nfeed = off\nheartbeat_ms = 200\nlost_after_ms = 1000\nname = b{i}\npeers = tcp://127.0.0.1:{}\n",
-                ports[i],
-                ports[1 - i]
-            ),
-        );
-        Proc::start(&dir, &format!("broker{i}"), &["broker", "-c", cfg.to_str().unwrap()])
-    };
+    let broker = |i: usize| Tier::broker(&dir, ports, i);
     let brokers = [broker(0), broker(1)];
     let relay = Relay::start(ports[0]).await;
     let _a = start_agent(&dir, ports[0], &sims[0]);

@@ -351,17 +351,8 @@ fn a_listener_beyond_loopback_without_a_token_is_refused_naming_file_key_and_val
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_members_events_reach_the_websocket_and_the_table() {
     let mut a = SimConfig::federated("a", &["100", "101", "102"], &ALL);
-    a.queues.push(sim::QueueConfig {
-        name: "support".into(),
-        strategy: "ringall".into(),
-        ringinuse: false,
-        members: vec![sim::MemberConfig {
-            interface: "SIP/100".into(),
-            name: "Alice".into(),
-            state_interface: String::new(),
-            penalty: 0,
-        }],
-    });
+    a.queues
+        .push(sim::QueueConfig::one_member("support", "SIP/100", "Alice", ""));
     let sims = vec![
         Sim::start(a).await.unwrap(),
         Sim::start(SimConfig::federated("b", &["200"], &ALL)).await.unwrap(),

@@ -34,6 +34,24 @@ pub struct QueueConfig {
     pub members: Vec<MemberConfig>,
 }
 
+impl QueueConfig {
+    /// A `ringall` queue with `ringinuse=no` of one member (`interface`, `name`), its state
+    /// interface `state` (empty: the interface itself): the call centre of the tests.
+    pub fn one_member(queue: &str, interface: &str, name: &str, state: &str) -> QueueConfig {
+        QueueConfig {
+            name: queue.into(),
+            strategy: "ringall".into(),
+            ringinuse: false,
+            members: vec![MemberConfig {
+                interface: interface.into(),
+                name: name.into(),
+                state_interface: state.into(),
+                penalty: 0,
+            }],
+        }
+    }
+}
+
 /// A dialplan hint: `exten => <exten>,hint,<hint>` in `[context]`.
 #[derive(Debug, Clone)]
 pub struct HintConfig {

@@ -4,7 +4,7 @@ use ami::codec::{AmiCodec, Frame};
 use ami::state::ExtensionStatus;
 use ami::{DeviceState, Message};
 use futures::{SinkExt, StreamExt};
-use sim::{HintConfig, MemberConfig, QueueConfig, QueueError, Sim, SimConfig};
+use sim::{HintConfig, QueueConfig, QueueError, Sim, SimConfig};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -205,17 +205,12 @@ async fn queue_rings_a_busy_member_again_unless_guarded() {
         context: "default".into(),
         hint: "SIP/100&Custom:q100".into(),
     });
-    cfg.queues.push(QueueConfig {
-        name: "sales".into(),
-        strategy: "ringall".into(),
-        ringinuse: false,
-        members: vec![MemberConfig {
-            interface: "SIP/100".into(),
-            name: "Alice".into(),
-            state_interface: "hint:q100@default".into(),
-            penalty: 0,
-        }],
-    });
+    cfg.queues.push(QueueConfig::one_member(
+        "sales",
+        "SIP/100",
+        "Alice",
+        "hint:q100@default",
+    ));
     let sim = Sim::start(cfg).await.unwrap();
     let call = sim.queue_call("sales", "5551000").unwrap();
     assert_eq!(sim.device_state("SIP/100"), DeviceState::Inuse);
@@ -269,17 +264,7 @@ async fn dropped_connections_and_mute() {
 async fn queue_pause_raises_queue_member_pause() {
     let mut cfg = SimConfig::pbx("a", &["100", "101"]);
     for q in ["sales", "support"] {
-        cfg.queues.push(QueueConfig {
-            name: q.into(),
-            strategy: "ringall".into(),
-            ringinuse: false,
-            members: vec![MemberConfig {
-                interface: "SIP/100".into(),
-                name: "Alice".into(),
-                state_interface: String::new(),
-                penalty: 0,
-            }],
-        });
+        cfg.queues.push(QueueConfig::one_member(q, "SIP/100", "Alice", ""));
     }
     let sim = Sim::start(cfg).await.unwrap();
     let mut c = login(&sim, "agent").await;

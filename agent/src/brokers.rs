@@ -80,12 +80,23 @@ impl Brokers {
 
     /// Sends to every broker whose session is live; false if a frame was dropped.
     pub fn send_live(&self, m: &Msg) -> bool {
+        self.send_live_failed(m).is_empty()
+    }
+
+    /// Sends to every broker whose session is live: those that dropped the frame.
+    pub fn send_live_failed(&self, m: &Msg) -> Vec<usize> {
         let frame = m.encode();
-        let mut all = true;
-        for c in self.conns.iter().filter(|c| c.link.state == State::Live) {
-            all &= c.dealer.send(&frame);
-        }
-        all
+        self.live()
+            .into_iter()
+            .filter(|i| !self.conns[*i].dealer.send(&frame))
+            .collect()
+    }
+
+    /// The brokers whose session is live.
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.conns.len())
+            .filter(|i| self.conns[*i].link.state == State::Live)
+            .collect()
     }
 
     /// Says hello to every broker.

@@ -53,25 +53,14 @@ impl Remote {
         }
     }
 
-    /// Broker `i`'s whole view (a snapshot): the keys whose shown state changed.
-    pub fn snapshot(&mut self, i: usize, entries: Vec<(Key, Stamp, Option<Value>)>, merge: bool) -> Vec<Shown> {
+    /// Broker `i`'s whole view (a snapshot): the keys whose shown state changed. It always
+    /// replaces what that broker said before (a restarted broker's partial table is made up
+    /// for by the others' views, not by keeping what it no longer holds).
+    pub fn snapshot(&mut self, i: usize, entries: Vec<(Key, Stamp, Option<Value>)>) -> Vec<Shown> {
         let new: View = entries.into_iter().map(|(k, s, v)| (k, (s, v))).collect();
         let mut keys: HashSet<Key> = new.keys().cloned().collect();
-        if !merge {
-            keys.extend(self.views[i].keys().cloned());
-        }
-        self.change(keys, |r| {
-            if merge {
-                for (k, v) in new {
-                    let held = r.views[i].get(&k).map(|(s, _)| *s);
-                    if held.is_none_or(|h| v.0 >= h) {
-                        r.views[i].insert(k, v);
-                    }
-                }
-            } else {
-                r.views[i] = new;
-            }
-        })
+        keys.extend(self.views[i].keys().cloned());
+        self.change(keys, |r| r.views[i] = new)
     }
 
     /// One update from broker `i`: the key's shown state, if it changed. An entry stamped
@@ -83,8 +72,14 @@ impl Remote {
         {
             return None;
         }
-        self.change([key.clone()].into_iter().collect(), |r| {
-            r.views[i].insert(key, (stamp, value));
+        // A removal leaves nothing behind in that broker's view (no tombstone to keep).
+        self.change([key.clone()].into_iter().collect(), |r| match value {
+            Some(v) => {
+                r.views[i].insert(key, (stamp, Some(v)));
+            }
+            None => {
+                r.views[i].remove(&key);
+            }
         })
         .pop()
     }
@@ -202,7 +197,7 @@ mod tests {
         // Broker 1 dies: only broker 0's (the mark) is live.
         assert_eq!(r.set_live(1, false), vec![(key("1"), dev(Unavailable))]);
         // Broker 0's snapshot no longer has the key: nothing live holds it.
-        let changed = r.snapshot(0, vec![(key("2"), st(2), dev(Busy))], false);
+        let changed = r.snapshot(0, vec![(key("2"), st(2), dev(Busy))]);
         assert_eq!(changed.len(), 2, "{changed:?}");
         assert_eq!(r.shown(&key("1")), None);
         // With no broker live, the last of every broker shows.

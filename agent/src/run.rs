@@ -116,7 +116,7 @@ struct Agent {
     /// The server is Asterisk 1.8 or 11: state comes from ExtensionStatus of `legacy_hints`.
     legacy: bool,
     /// A frame to the broker was dropped: the whole local state is sent again at the next tick.
-    sync_owed: bool,
+    sync_owed: std::collections::BTreeSet<usize>,
     /// The last resync failed (a list timed out or was too large): it is tried again at the
     /// first tick after this moment, later after each failure in a row.
     resync_owed: Option<std::time::Instant>,
@@ -191,7 +191,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         answers,
         guard: cfg.queue_guard.clone().map(Guard::new),
         legacy: false,
-        sync_owed: false,
+        sync_owed: Default::default(),
         resync_owed: None,
         resync_backoff: ami::client::Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
         resyncing: false,
@@ -267,9 +267,14 @@ impl Agent {
                         self.resync_owed = None;
                         self.resync();
                     }
-                    if self.sync_owed && self.local_ready && self.brokers.any_live() {
+                    // Owed to a broker that is live still (another gets one after its snapshot).
+                    let live = self.brokers.live();
+                    self.sync_owed.retain(|i| live.contains(i));
+                    if !self.sync_owed.is_empty() && self.local_ready {
                         warn!(server = %self.cfg.server, "frames to the broker were dropped: sending the whole state again");
-                        self.send_sync();
+                        for i in std::mem::take(&mut self.sync_owed) {
+                            self.send_sync_to(Some(i));
+                        }
                     }
                     self.expire_writes();
                     if self.resync_task.as_ref().is_some_and(|t| t.is_finished()) && self.resyncing {
@@ -747,7 +752,13 @@ impl Agent {
         self.local_read();
     }
 
+    /// Our whole state to every live broker.
     fn send_sync(&mut self) {
+        self.send_sync_to(None);
+    }
+
+    /// Our whole state to broker `to`, or (None) to every live one.
+    fn send_sync_to(&mut self, to: Option<usize>) {
         self.sync_id += 1;
         let mut entries = self.local.entries(&self.cfg.server);
         // Stamped anew: above any lost mark a broker put on our last states.
@@ -761,16 +772,24 @@ impl Agent {
             entries.chunks(500).collect()
         };
         let n = chunks.len();
-        let mut all_sent = true;
-        for (i, c) in chunks.into_iter().enumerate() {
-            all_sent &= self.send(&Msg::Sync {
+        let targets = match to {
+            Some(i) => vec![i],
+            None => self.brokers.live(),
+        };
+        for (k, c) in chunks.into_iter().enumerate() {
+            let m = Msg::Sync {
                 sync_id: self.sync_id,
                 entries: c.to_vec(),
-                last: i + 1 == n,
-            });
+                last: k + 1 == n,
+            };
+            for &b in &targets {
+                // A dropped chunk would leave that broker with part of our state: it is sent
+                // the whole again.
+                if !self.brokers.send_to(b, &m) {
+                    self.sync_owed.insert(b);
+                }
+            }
         }
-        // A dropped chunk would leave the broker with part of our state: send it all again.
-        self.sync_owed = !all_sent;
         self.outgoing.clear();
     }
 
@@ -784,10 +803,9 @@ impl Agent {
         }
         self.count_published(&entries);
         for c in entries.chunks(500) {
-            if !self.send(&Msg::Update { entries: c.to_vec() }) {
-                // Lost on the way out: the next heartbeat sends our whole state instead.
-                self.sync_owed = true;
-            }
+            // Lost on the way out: the next heartbeat sends that broker our whole state instead.
+            let failed = self.brokers.send_live_failed(&Msg::Update { entries: c.to_vec() });
+            self.sync_owed.extend(failed);
         }
     }
 
@@ -833,8 +851,7 @@ impl Agent {
                         self.mirror.replace_all(values, merge)
                     }
                     Some(r) => {
-                        let mut shown =
-                            r.snapshot(i, values.into_iter().map(|(k, s, v)| (k, s, Some(v))).collect(), merge);
+                        let mut shown = r.snapshot(i, values.into_iter().map(|(k, s, v)| (k, s, Some(v))).collect());
                         shown.extend(r.set_live(i, true));
                         self.show(shown)
                     }
@@ -846,10 +863,11 @@ impl Agent {
                 info!(server = %self.cfg.server, broker = %self.brokers.conns[i].endpoint, entries = n, merge, "snapshot applied");
                 self.write_targets(touched);
                 self.links_changed();
-                // The mirror namespace is known now: our own state can be told apart and sent.
+                // The mirror namespace is known now: our own state can be told apart and sent
+                // (to that broker: the others have it).
                 if self.local_ready {
                     self.reclassify_local();
-                    self.send_sync();
+                    self.send_sync_to(Some(i));
                 }
                 // Live again: a broker that restarted learns how this agent's Asterisk is.
                 self.send_status();

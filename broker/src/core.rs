@@ -89,6 +89,10 @@ pub struct Snapshot {
     pub members: Vec<Member>,
 }
 
+/// What a peer broker's session says it is (agents' `software` cannot be it: it is no
+/// version of ours, and only `PeerHello` makes such a session).
+const PEER_SOFTWARE: &str = "peer broker";
+
 /// Lost servers remembered for the status API.
 const MAX_LOST: usize = 4096;
 
@@ -111,15 +115,14 @@ pub struct Core {
     pub(crate) events: Vec<Event>,
     members: Members,
     /// Servers whose last session ended, and since when.
-    lost: BTreeMap<Arc<str>, SystemTime>,
+    pub(crate) lost: BTreeMap<Arc<str>, SystemTime>,
     started: Instant,
     /// The table's size gauges by kind, looked up once (they are set at every change).
     pub(crate) table_entries: [prometheus_client::metrics::gauge::Gauge; 2],
     /// The peer brokers whose tables this one takes (see [`crate::peers`]).
     pub(crate) peers: Vec<crate::peers::Peer>,
-    /// Servers whose session here ended, with peers: since when, and whether it was said
-    /// that a peer still hears them. Lost once no live peer does.
-    pub(crate) peer_heard: HashMap<Arc<str>, (Instant, bool)>,
+    /// Servers whose session here ended, with peers (see [`crate::peers`]).
+    pub(crate) peer_heard: HashMap<Arc<str>, crate::peers::Pending>,
 }
 
 impl Core {
@@ -325,6 +328,10 @@ impl Core {
                 let text = format!("the key of {key_of} cannot speak for {server}");
                 self.refuse(out, &identity, ErrorCode::Refused, text, now);
             }
+            Msg::Hello { software, .. } if software == PEER_SOFTWARE => {
+                let text = "a hello that says it is a peer: peers say peer_hello".into();
+                self.refuse(out, &identity, ErrorCode::Refused, text, now);
+            }
             Msg::Hello {
                 server,
                 instance,
@@ -338,7 +345,7 @@ impl Core {
             Msg::PeerHello { name, instance } => {
                 // A session named so that no origin is its own: it is sent every change.
                 let server = format!("peer:{name}");
-                self.on_hello(out, identity.clone(), server, instance, "peer broker".into(), now);
+                self.on_hello(out, identity.clone(), server, instance, PEER_SOFTWARE.into(), now);
                 if let Some(s) = self.sessions.get_mut(&identity) {
                     s.peer = true;
                 }
@@ -505,7 +512,12 @@ impl Core {
         software: String,
         now: Instant,
     ) {
-        let name = server.strip_prefix("peer:").unwrap_or(&server);
+        // A peer's session is `peer:<name>` (see `PeerHello`); an agent's id can hold no `:`.
+        let name = if software == PEER_SOFTWARE {
+            server.strip_prefix("peer:").unwrap_or(&server)
+        } else {
+            &server
+        };
         if !proto::entry::valid_origin(name) {
             let text = format!("server id {server:?} is not valid");
             return self.refuse(out, &identity, ErrorCode::Refused, text, now);
@@ -680,7 +692,12 @@ impl Core {
         self.metrics.forget_session(&s.server);
         if !self.peers.is_empty() {
             // Decided at a tick, once the peers have said (again) whom they hear.
-            self.peer_heard.entry(s.server.clone()).or_insert((now, false));
+            self.peer_heard
+                .entry(s.server.clone())
+                .or_insert(crate::peers::Pending {
+                    since: now,
+                    heard: None,
+                });
             return;
         }
         self.lose(s.server.clone(), reason, now);

@@ -69,8 +69,16 @@ impl Core {
             Step::Nothing => None,
             Step::Send(m) => Some(m),
             Step::Hearing(servers) => {
-                self.peers[i].hears = servers.into_iter().collect();
-                None
+                let servers: HashSet<String> = servers.into_iter().filter(|s| proto::entry::valid_origin(s)).collect();
+                // A server this broker lost that the peer hears: its states, to lift the marks.
+                let found = servers
+                    .iter()
+                    .any(|s| !self.peers[i].hears.contains(s) && self.lost.contains_key(s.as_str()));
+                for s in &servers {
+                    self.lost.remove(s.as_str());
+                }
+                self.peers[i].hears = servers;
+                found.then_some(Msg::SnapshotRequest)
             }
             Step::Snapshot { entries, .. } => {
                 info!(peer = %self.peers[i].endpoint, entries = entries.len(), "peer broker's table taken");
@@ -103,7 +111,18 @@ impl Core {
             if e.stamp.is_mark() && heard.contains(e.origin.as_str()) {
                 continue;
             }
-            changed.extend(self.table.apply(e));
+            // Unstamped states stay with the broker that took them: between peers they would
+            // pass every comparison and could go back and forth.
+            if e.stamp.is_zero() && e.state.is_some() {
+                continue;
+            }
+            let peer_hears = self.heard_by_a_peer(&e.origin);
+            let again = e.clone();
+            match self.table.apply(e) {
+                Some(c) => changed.push(c),
+                None if peer_hears => changed.extend(self.table.unmark(again)),
+                None => {}
+            }
         }
         self.fan_out(changed, now);
     }
@@ -145,23 +164,39 @@ impl Core {
     }
 }
 
+/// A server whose session here ended, while the peers are asked whether they hear it.
+#[derive(Debug, Clone, Copy)]
+pub struct Pending {
+    pub since: Instant,
+    /// When a live peer last said it hears the server (None: none has since).
+    pub heard: Option<Instant>,
+}
+
 impl Core {
     /// Servers whose session here ended: back here, forgotten; heard by a live peer, left
-    /// be (said once); heard by no one a heartbeat after (the peers say every tick), lost.
+    /// be (said once); heard by no one, lost: a heartbeat after the session ended (the peers
+    /// say whom they hear every tick), or `lost_after` after a peer last heard it (a peer's
+    /// list that missed it once, or a peer link that dropped out for a moment, is no loss).
     pub(crate) fn check_peer_heard(&mut self, now: Instant) {
         let servers: Vec<Arc<str>> = self.peer_heard.keys().cloned().collect();
         for server in servers {
-            let (since, said) = self.peer_heard[&server];
+            let p = self.peer_heard[&server];
             if self.sessions.values().any(|s| s.server == server) {
                 self.peer_heard.remove(&server);
             } else if self.heard_by_a_peer(&server) {
-                if !said {
+                if p.heard.is_none() {
                     info!(%server, "agent's session here ended, but a peer broker still hears it: not lost");
-                    self.peer_heard.insert(server, (since, true));
                 }
-            } else if now.saturating_duration_since(since) > self.config.heartbeat {
-                self.peer_heard.remove(&server);
-                self.lose(server, LostReason::Heartbeat, now);
+                self.peer_heard.insert(server, Pending { heard: Some(now), ..p });
+            } else {
+                let (quiet, grace) = match p.heard {
+                    Some(t) => (t, self.config.lost_after),
+                    None => (p.since, self.config.heartbeat),
+                };
+                if now.saturating_duration_since(quiet) > grace {
+                    self.peer_heard.remove(&server);
+                    self.lose(server, LostReason::Heartbeat, now);
+                }
             }
         }
     }

@@ -174,6 +174,34 @@ impl Table {
         self.set(&e.origin, e.kind, Name::Str(&e.name), value, e.stamp)
     }
 
+    /// A peer's entry that is the very state this table's lost mark was put on: taken, as
+    /// the peer hears its origin (a mark made while the peers could not tell each other so).
+    pub fn unmark(&mut self, e: Entry) -> Option<Change> {
+        let held = self.stamp_of(&e.origin, e.kind, &e.name)?;
+        if !held.is_mark() || e.stamp.is_mark() || e.stamp.lost_mark() != held {
+            return None;
+        }
+        let value = e.value().ok()??;
+        let origin = self.origins.get_key_value(e.origin.as_str())?.0.clone();
+        let states = &mut self.origins.get_mut(&origin)?.kinds[index(e.kind)];
+        let (name, slot) = states.get_key_value(e.name.as_str())?;
+        let name = name.clone();
+        let _ = slot;
+        let slot = states.get_mut(&name)?;
+        slot.value = Packed::from(value);
+        slot.stamp = e.stamp;
+        self.version += 1;
+        slot.version = self.version;
+        Some(Change {
+            origin,
+            kind: e.kind,
+            name,
+            value: Some(slot.value.clone()),
+            version: self.version,
+            stamp: e.stamp,
+        })
+    }
+
     /// The stamp `origin`'s `name` has now.
     fn stamp_of(&self, origin: &str, kind: Kind, name: &str) -> Option<Stamp> {
         Some(self.origins.get(origin)?.kinds[index(kind)].get(name)?.stamp)

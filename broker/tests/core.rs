@@ -314,3 +314,60 @@ fn queue_events_and_status_reach_observers_not_agents() {
     let a = &w.core.status(w.now).agents[0];
     assert_eq!((a.asterisk.as_deref(), a.ami_connected), (Some("22.10.1"), Some(true)));
 }
+
+#[test]
+fn a_peer_session_takes_everything_and_publishes_nothing() {
+    let mut w = World::new(World::config());
+    w.join("pa", "a");
+    w.frame(
+        "pp",
+        &Msg::PeerHello {
+            name: "b2".into(),
+            instance: 3,
+        },
+    );
+    w.frame("pp", &Msg::SnapshotRequest);
+    w.out.take("pp");
+    w.update("pa", vec![Entry::device("a", "SIP/100", Inuse)]);
+    assert_eq!(w.out.updates("pp").len(), 1, "a peer is sent every change");
+    // It may not publish, nor may a hello pass itself off as a peer.
+    w.update("pp", vec![Entry::device("peer:b2", "SIP/1", Busy)]);
+    assert!(matches!(
+        &w.out.take("pp")[0],
+        Msg::Error {
+            code: ErrorCode::BadMessage,
+            ..
+        }
+    ));
+    w.frame(
+        "px",
+        &Msg::Hello {
+            server: "peer:b2".into(),
+            instance: 1,
+            software: "peer broker".into(),
+        },
+    );
+    assert!(matches!(
+        &w.out.take("px")[0],
+        Msg::Error {
+            code: ErrorCode::Refused,
+            ..
+        }
+    ));
+    w.frame(
+        "py",
+        &Msg::Hello {
+            server: "peer:b2".into(),
+            instance: 1,
+            software: "hintbus".into(),
+        },
+    );
+    assert!(matches!(
+        &w.out.take("py")[0],
+        Msg::Error {
+            code: ErrorCode::Refused,
+            ..
+        }
+    ));
+    assert_eq!(w.core.entries().len(), 1);
+}

@@ -260,13 +260,9 @@ async fn a_network_split_still_federates_through_peered_brokers() {
         wait_state(&sims[0], "Custom:SIP/201", DeviceState::Ringing).await,
         "b -> broker 1 -> broker 0 -> a"
     );
-    // No echo: a later change of b's crosses to a; a's own state never came back as a mirror.
+    // A later change of b's crosses too.
     sims[1].set_device("SIP/200", DeviceState::Busy);
     assert!(wait_state(&sims[0], "Custom:SIP/200", DeviceState::Busy).await);
-    assert!(!sims[0]
-        .setvar_log()
-        .iter()
-        .any(|(var, _)| var.contains("SIP/100") || var.contains("SIP/101")));
     // a is lost by broker 0, which no one else hears it through: b's lamp of a goes dark.
     a.kill();
     assert!(wait_state(&sims[1], "Custom:SIP/100", DeviceState::Unavailable).await);

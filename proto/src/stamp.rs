@@ -89,7 +89,7 @@ impl Stamper {
         if epoch < self.epoch {
             return false;
         }
-        self.epoch = epoch + 1;
+        self.epoch = epoch.saturating_add(1);
         self.counter = 0;
         true
     }

@@ -116,6 +116,12 @@ pub fn broker(l: &Loaded) -> Result<BrokerConfig, ConfigError> {
         c.name = name;
     }
     let peers = b.peers.map(|l| l.0).unwrap_or_default();
+    if !peers.is_empty() && c.name == broker::BrokerConfig::default().name {
+        return Err(s.err(
+            "name",
+            "required with peers: each broker a name of its own (its peers' sessions are named after it)",
+        ));
+    }
     let keys = b.peer_public_key.map(|l| l.0).unwrap_or_default();
     match (&c.curve, keys.len()) {
         (_, 0) if peers.is_empty() => {}

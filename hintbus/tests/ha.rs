@@ -276,7 +276,12 @@ struct Relay {
 
 impl Relay {
     async fn start(to: u16) -> Relay {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(0, to).await.expect("a free port")
+    }
+
+    /// On `port` (0: any); None while that port cannot be bound yet.
+    async fn start_on(port: u16, to: u16) -> Option<Relay> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.ok()?;
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
@@ -288,7 +293,7 @@ impl Relay {
                 });
             }
         });
-        Relay { port, task }
+        Some(Relay { port, task })
     }
 
     /// Cut: every connection through it, and the listener.
@@ -382,4 +387,48 @@ async fn peered_brokers_speak_curve() {
     );
     sims[1].set_device("SIP/200", DeviceState::Inuse);
     assert!(wait_state(&sims[0], "Custom:SIP/200", DeviceState::Inuse).await);
+}
+
+/// Broker 0 reaches broker 1 through a relay the test cuts: broker 0 takes a (only on broker 1)
+/// for lost, and when the link is back a's real states lift the marks at broker 0's agents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_mark_made_during_a_peer_outage_is_lifted_when_the_peer_is_back() {
+    let sims = five_servers().await;
+    let dir = Dir::new("ha-heal");
+    let ports = [free_port(), free_port()];
+    let relay = Relay::start(ports[1]).await;
+    let relay_port = relay.port;
+    let cfg = |i: usize, peer: u16| {
+        dir.write(
+            &format!("broker{i}.ini"),
+            &format!(
+                "[broker]\nlisten = tcp://127.0.0.1:{}\nfeed = off\nheartbeat_ms = 200\nlost_after_ms = 1000\nname = b{i}\npeers = tcp://127.0.0.1:{peer}\n",
+                ports[i]
+            ),
+        )
+    };
+    let c0 = cfg(0, relay_port);
+    let c1 = cfg(1, ports[0]);
+    let _b0 = Proc::start(&dir, "broker0", &["broker", "-c", c0.to_str().unwrap()]);
+    let _b1 = Proc::start(&dir, "broker1", &["broker", "-c", c1.to_str().unwrap()]);
+    let _a = start_agent(&dir, ports[1], &sims[0]);
+    let _b = start_agent(&dir, ports[0], &sims[1]);
+    sims[0].set_device("SIP/100", DeviceState::Inuse);
+    assert!(wait_state(&sims[1], "Custom:SIP/100", DeviceState::Inuse).await);
+    relay.cut();
+    // Broker 0 no longer hears a through anyone: b's lamp of a goes dark.
+    assert!(wait_state(&sims[1], "Custom:SIP/100", DeviceState::Unavailable).await);
+    // The link comes back on the same port; a's state has not changed meanwhile.
+    let relay = loop {
+        let r = Relay::start_on(relay_port, ports[1]).await;
+        if let Some(r) = r {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        wait_state(&sims[1], "Custom:SIP/100", DeviceState::Inuse).await,
+        "the mark was not lifted"
+    );
+    relay.cut();
 }

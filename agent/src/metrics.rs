@@ -268,9 +268,9 @@ impl Agents {
 impl Collector for Agents {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let agents = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((_, first, first_ami)) = agents.first() else {
+        if agents.is_empty() {
             return Ok(());
-        };
+        }
         {
             let mut m = enc.encode_descriptor(PUBLISHED.0, PUBLISHED.1, None, MetricType::Counter)?;
             for (server, a, _) in agents.iter() {
@@ -280,30 +280,20 @@ impl Collector for Agents {
                 }
             }
         }
-        let n = first.series().len();
-        for i in 0..n {
-            let (name, help, s) = first.series()[i];
-            encode_each(
-                &mut enc,
-                name,
-                help,
-                s,
-                agents.iter().map(|(srv, a, _)| (srv.as_str(), a.series()[i].2)),
-            )?;
-        }
-        for i in 0..first_ami.series().len() {
-            let (name, help, s) = first_ami.series()[i];
-            encode_each(
-                &mut enc,
-                name,
-                help,
-                s,
-                agents.iter().map(|(srv, _, c)| (srv.as_str(), c.series()[i].2)),
-            )?;
+        // Every agent's series (its own, then its AMI client's) listed once, in one order.
+        let rows: Vec<(&str, Vec<Described>)> = agents
+            .iter()
+            .map(|(srv, a, c)| (srv.as_str(), a.series().into_iter().chain(c.series()).collect()))
+            .collect();
+        for (i, &(name, help, s)) in rows[0].1.iter().enumerate() {
+            encode_each(&mut enc, name, help, s, rows.iter().map(|(srv, r)| (*srv, r[i].2)))?;
         }
         Ok(())
     }
 }
+
+/// A metric with its name and help.
+type Described<'a> = (&'static str, &'static str, Series<'a>);
 
 /// One metric's descriptor, then its series of every server.
 fn encode_each<'a>(

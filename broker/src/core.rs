@@ -58,8 +58,6 @@ pub struct AgentInfo {
     pub lag_ms: u64,
     pub updates_in: u64,
     pub updates_out: u64,
-    #[serde(skip)]
-    pub silent_ms: u64,
 }
 
 /// A server no session speaks for any more.
@@ -214,7 +212,6 @@ impl Core {
                     lag_ms: s.outbox.waiting(now).as_millis() as u64,
                     updates_in: s.updates_in,
                     updates_out: s.updates_out,
-                    silent_ms: silent,
                 }
             })
             .collect();

@@ -31,9 +31,10 @@ pub struct History {
 
 impl History {
     /// Starts keeping the broker's changes from its current version on.
-    pub async fn start(broker: &Broker) -> Option<Arc<History>> {
+    pub async fn start(broker: &Broker) -> Arc<History> {
         let sub = broker.subscribe("history", BOUND * 2);
-        let from = broker.snapshot().await.map(|s| s.version);
+        // The version only (the status has it): no copy of the table for it.
+        let from = broker.status().await.map(|s| s.version);
         let h = Arc::new(History {
             inner: Mutex::new(Inner {
                 sub,
@@ -51,7 +52,7 @@ impl History {
                 every.tick().await;
             }
         });
-        Some(h)
+        h
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -106,7 +106,7 @@ impl Server {
         let shutdown = app.shutdown.clone();
         let stop = shutdown.clone();
         if let Source::Broker(b) = &app.source {
-            app.history = history::History::start(b).await;
+            app.history = Some(history::History::start(b).await);
         }
         let app = Arc::new(app);
         let task = tokio::spawn(async move {

@@ -50,20 +50,20 @@ pub fn to_json(s: &Snapshot, kind: Option<&'static str>) -> String {
     serde_json::to_string(&t).expect("tables serialize")
 }
 
-/// A snapshot of the broker's table, waiting for a turn among [`MAX_TABLES`]; None when the
-/// broker has stopped.
-pub async fn snapshot(app: &App, broker: &Broker) -> Option<Snapshot> {
+/// The broker's table as JSON text and its version, made in a turn among [`MAX_TABLES`]
+/// (the snapshot and its text together); None when the broker has stopped.
+pub async fn text(app: &App, broker: &Broker, kind: Option<&'static str>) -> Option<(String, u64)> {
     let _turn = app.tables.acquire().await.ok()?;
-    broker.snapshot().await
+    let snap = broker.snapshot().await?;
+    Some((to_json(&snap, kind), snap.version))
 }
 
 pub async fn handler(State(app): State<Arc<App>>) -> Response {
     let Source::Broker(b) = &app.source else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let Some(snap) = snapshot(&app, b).await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the broker has stopped\n").into_response();
-    };
-    let _turn = app.tables.acquire().await;
-    ([(CONTENT_TYPE, "application/json")], to_json(&snap, None)).into_response()
+    match text(&app, b, None).await {
+        Some((json, _)) => ([(CONTENT_TYPE, "application/json")], json).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "the broker has stopped\n").into_response(),
+    }
 }

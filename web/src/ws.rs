@@ -8,7 +8,6 @@
 //! joins with `?since=` and `&broker=` and gets the changes after it from the
 //! [`History`](crate::history), not the table again.
 
-use crate::table::to_json;
 use crate::{App, Source};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -135,13 +134,7 @@ async fn send_table<S>(tx: &mut S, app: &App, broker: &Broker) -> Option<u64>
 where
     S: futures::Sink<Message, Error = axum::Error> + Unpin,
 {
-    let snap = crate::table::snapshot(app, broker).await?;
-    let version = snap.version;
-    let text = {
-        let _turn = app.tables.acquire().await.ok()?;
-        to_json(&snap, Some("table"))
-    };
-    drop(snap);
+    let (text, version) = crate::table::text(app, broker, Some("table")).await?;
     send(tx, text).await.ok()?;
     Some(version)
 }

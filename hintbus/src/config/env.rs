@@ -17,8 +17,11 @@ use super::ini::{Entry, Origin, Section};
 
 pub const PREFIX: &str = "HINTBUS_";
 
-/// The sections a variable may create when the file does not have them.
-const FIXED: &[&str] = &["broker", "agent", "ami", "agents", "http"];
+/// The sections a variable may create when the file does not have them: the known ones of a
+/// fixed name (`server-<id>` must be in the file).
+fn fixed(name: &str) -> bool {
+    super::KNOWN_SECTIONS.contains(&name) && !name.ends_with('-')
+}
 
 /// A name as a variable spells it.
 pub fn spell(name: &str) -> String {
@@ -75,7 +78,7 @@ pub fn apply(sections: &mut Vec<Section>, vars: &[(String, String)]) -> Result<(
             }
             [] => {
                 let name = sec.to_ascii_lowercase();
-                if !FIXED.contains(&name.as_str()) {
+                if !fixed(&name) {
                     let hint = if name.starts_with("server_") {
                         " (an agentless server is declared by its [server-<id>] section in the file; the environment overrides its keys)"
                     } else {

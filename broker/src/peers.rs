@@ -136,13 +136,21 @@ impl Core {
         } else {
             let since = *self.peers[i].down_since.get_or_insert(now);
             if now.saturating_duration_since(since) > self.config.lost_after {
-                let gone: Vec<String> = std::mem::take(&mut self.peers[i].hears).into_iter().collect();
+                self.peers[i].hears.clear();
+                // Every server of the table that no one hears now: known only through peers
+                // (what the gone peer last listed may be older than its states, so the table
+                // is asked, not that list). Each is lost once.
+                let gone: Vec<Arc<str>> = self
+                    .table
+                    .origins()
+                    .filter(|o| !self.lost.contains_key(&**o) && !self.peer_heard.contains_key(&**o))
+                    .filter(|o| !self.sessions.values().any(|s| s.server == **o))
+                    .filter(|o| !self.heard_by_a_peer(o))
+                    .cloned()
+                    .collect();
                 for server in gone {
-                    let local = self.sessions.values().any(|s| *s.server == *server);
-                    if !local && !self.heard_by_a_peer(&server) {
-                        warn!(%server, peer = %self.peers[i].endpoint, "a server heard only through a peer broker that is gone: lost");
-                        self.lose(server.as_str().into(), LostReason::Heartbeat, now);
-                    }
+                    warn!(%server, peer = %self.peers[i].endpoint, "a server heard only through a peer broker that is gone: lost");
+                    self.lose(server, LostReason::Heartbeat, now);
                 }
             }
         }

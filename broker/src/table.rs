@@ -161,6 +161,14 @@ impl Table {
         self.version
     }
 
+    /// Every origin with states.
+    pub fn origins(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
+        self.origins
+            .iter()
+            .filter(|(_, o)| o.kinds.iter().any(|k| !k.is_empty()))
+            .map(|(n, _)| n)
+    }
+
     /// The highest stamp epoch seen of `origin` (0: none).
     pub fn epoch(&self, origin: &str) -> u64 {
         self.origins.get(origin).map_or(0, |o| o.epoch)
@@ -184,9 +192,7 @@ impl Table {
         let value = e.value().ok()??;
         let origin = self.origins.get_key_value(e.origin.as_str())?.0.clone();
         let states = &mut self.origins.get_mut(&origin)?.kinds[index(e.kind)];
-        let (name, slot) = states.get_key_value(e.name.as_str())?;
-        let name = name.clone();
-        let _ = slot;
+        let name = states.get_key_value(e.name.as_str())?.0.clone();
         let slot = states.get_mut(&name)?;
         slot.value = Packed::from(value);
         slot.stamp = e.stamp;

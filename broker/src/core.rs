@@ -170,6 +170,10 @@ impl Core {
         std::mem::take(&mut self.events)
     }
 
+    pub fn heartbeat(&self) -> Duration {
+        self.config.heartbeat
+    }
+
     /// How often [`Core::on_tick`] wants to run.
     pub fn tick_interval(&self) -> Duration {
         (self.config.heartbeat / 4).max(Duration::from_millis(10))

@@ -274,6 +274,7 @@ impl Io {
     fn run(mut self) {
         let tick = self.core.tick_interval();
         let mut next_tick = Instant::now() + tick;
+        let mut next_peer_tick = Instant::now() + self.core.heartbeat();
         for i in 0..self.peers.len() {
             let hello = self.core.peer_hello(i);
             let _ = self.peers[i].0.send(hello.encode(), zmq::DONTWAIT);
@@ -306,11 +307,16 @@ impl Io {
             let mut out = Router(&self.router);
             if Instant::now() >= next_tick {
                 self.core.on_tick(&mut out, Instant::now());
+                next_tick = Instant::now() + tick;
+            }
+            // Peer sessions at the heartbeat's pace, as an agent's: a hello per tick while
+            // joining would open a new session at the peer each time.
+            if Instant::now() >= next_peer_tick {
                 for i in 0..self.peers.len() {
                     let m = self.core.peer_tick(i, Instant::now());
                     let _ = self.peers[i].0.send(m.encode(), zmq::DONTWAIT);
                 }
-                next_tick = Instant::now() + tick;
+                next_peer_tick = Instant::now() + self.core.heartbeat();
             }
             self.core.flush_all(&mut out, Instant::now());
             let events = self.core.take_events();

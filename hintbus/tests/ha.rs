@@ -318,6 +318,8 @@ async fn one_broker_losing_an_agent_another_still_hears_changes_nothing() {
     sims[2].set_device("SIP/300", DeviceState::Inuse);
     assert!(wait_state(&sims[0], "Custom:SIP/300", DeviceState::Inuse).await);
     assert!(wait_state(&sims[1], "Custom:SIP/300", DeviceState::Inuse).await);
+    // c has its session at broker 0 too (through the relay) before the relay is cut.
+    assert!(brokers[0].wait_log(0, "agent joined server=c").await.is_some());
     relay.cut();
     assert!(
         brokers[0].wait_log(0, "a peer broker still hears it").await.is_some(),

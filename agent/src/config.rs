@@ -44,6 +44,36 @@ pub struct AgentConfig {
     /// Queue members' events (AgentCalled ... QueueMemberPause) are sent to the broker for
     /// observers (the board, the feed), whether or not the queue guard is on.
     pub queue_events: bool,
+    /// This server's mailboxes (app_voicemail's, or res_mwi_external's not written by us) are
+    /// published.
+    pub mwi_publish: bool,
+    /// How other servers' mailboxes are shown here.
+    pub mwi_sink: MwiSink,
+}
+
+/// How remote mailboxes are shown on this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MwiSink {
+    /// Not at all.
+    Off,
+    /// Through res_mwi_external_ami's MWIUpdate, under the template's name: phones that
+    /// subscribe to that mailbox (`mailboxes=` in pjsip.conf) see its counts. Needs
+    /// res_mwi_external, which cannot be loaded beside app_voicemail.
+    MwiUpdate(Template),
+    /// As a `Custom:` device, INUSE while messages wait and NOT_INUSE otherwise: a lamp on a
+    /// BLF key, for servers that have their own voicemail.
+    Custom(Template),
+}
+
+impl MwiSink {
+    /// The default names: `{mailbox}@{context}` for MWIUpdate, `Custom:MWI{mailbox}` for lamps.
+    pub fn mwiupdate() -> MwiSink {
+        MwiSink::MwiUpdate(Template::mailbox("{mailbox}@{context}").expect("default template"))
+    }
+
+    pub fn custom() -> MwiSink {
+        MwiSink::Custom(Template::mailbox_lamp("Custom:MWI{mailbox}").expect("default template"))
+    }
 }
 
 /// The queue guard's name for a member when the configuration gives none.
@@ -69,6 +99,17 @@ impl AgentConfig {
             device_state: true,
             presence: true,
             queue_events: true,
+            mwi_publish: true,
+            mwi_sink: MwiSink::Off,
+        }
+    }
+
+    /// Whether this server's own states of `kind` are published.
+    pub fn publishes(&self, kind: proto::Kind) -> bool {
+        match kind {
+            proto::Kind::Device => self.device_state,
+            proto::Kind::Presence => self.presence,
+            proto::Kind::Mailbox => self.mwi_publish,
         }
     }
 
@@ -80,11 +121,13 @@ impl AgentConfig {
             .collect()
     }
 
-    /// Whether this agent publishes and applies states of `kind` (see `device_state`, `presence`).
+    /// Whether this agent publishes or applies states of `kind` (see `device_state`,
+    /// `presence`, `mwi_publish` and `mwi_sink`).
     pub fn shares(&self, kind: proto::Kind) -> bool {
         match kind {
             proto::Kind::Device => self.device_state,
             proto::Kind::Presence => self.presence,
+            proto::Kind::Mailbox => self.mwi_publish || self.mwi_sink != MwiSink::Off,
         }
     }
 }

@@ -19,13 +19,7 @@ use std::sync::{Arc, Mutex};
 pub type KindLabel = [(&'static str, &'static str); 1];
 
 fn kind_label(kind: Kind) -> KindLabel {
-    [(
-        "kind",
-        match kind {
-            Kind::Device => "device",
-            Kind::Presence => "presence",
-        },
-    )]
+    [("kind", kind.as_str())]
 }
 
 /// Counters and gauges of one agent.
@@ -34,8 +28,8 @@ pub struct Metrics {
     /// Local changes sent to the broker, by kind (see [`Metrics::published`]).
     published: Family<KindLabel, Counter>,
     /// The family's two counters, held so that counting takes no lock.
-    published_device: Counter,
-    published_presence: Counter,
+    /// [`Metrics::published`] by [`Kind::index`].
+    published_by_kind: [Counter; 3],
     /// Remote states received in updates.
     pub remote_updates: Counter,
     /// Setvars Asterisk accepted.
@@ -81,14 +75,12 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let published = Family::<KindLabel, Counter>::default();
-        // Both kinds exist from the start: a dashboard's `server` variable comes from this
+        // Every kind exists from the start: a dashboard's `server` variable comes from this
         // metric, and it should list an agent that has published nothing yet.
-        let published_device = published.get_or_create_owned(&kind_label(Kind::Device));
-        let published_presence = published.get_or_create_owned(&kind_label(Kind::Presence));
+        let published_by_kind = Kind::ALL.map(|k| published.get_or_create_owned(&kind_label(k)));
         Metrics {
             published,
-            published_device,
-            published_presence,
+            published_by_kind,
             remote_updates: Counter::default(),
             setvar_written: Counter::default(),
             setvar_failed: Counter::default(),
@@ -116,10 +108,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Local changes of `kind` sent to the broker.
     pub fn published(&self, kind: Kind) -> &Counter {
-        match kind {
-            Kind::Device => &self.published_device,
-            Kind::Presence => &self.published_presence,
-        }
+        &self.published_by_kind[kind.index()]
     }
 
     /// Brings a counter kept elsewhere (the link's gaps, the mirror's collisions) up to
@@ -274,7 +263,7 @@ impl Collector for Agents {
         {
             let mut m = enc.encode_descriptor(PUBLISHED.0, PUBLISHED.1, None, MetricType::Counter)?;
             for (server, a, _) in agents.iter() {
-                for kind in [Kind::Device, Kind::Presence] {
+                for kind in Kind::ALL {
                     let labels = [("server", server.as_str()), ("kind", kind.as_str())];
                     a.published(kind).encode(m.encode_family(&labels)?)?;
                 }

@@ -17,7 +17,7 @@
 use crate::template::Template;
 use ami::{DeviceState, PresenceState};
 use indexmap::IndexMap;
-use proto::{Key, Kind, Packed, Value};
+use proto::{Counts, Key, Kind, Packed, Value};
 use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
 use tracing::warn;
@@ -50,25 +50,25 @@ struct Source {
     value: Packed,
 }
 
-/// The remote keys of one origin, by kind (index of [`kind_index`]) and name: the index of
+/// The remote keys of one origin, by kind ([`Kind::index`]) and name: the index of
 /// their target in [`Mirror::names`].
 #[derive(Debug)]
 struct OriginKeys {
     id: u32,
-    names: [HashMap<Box<str>, u32>; 2],
+    names: [HashMap<Box<str>, u32>; 3],
 }
 
 fn kind_index(kind: Kind) -> usize {
-    match kind {
-        Kind::Device => 0,
-        Kind::Presence => 1,
-    }
+    kind.index()
 }
 
 #[derive(Debug)]
 pub struct Mirror {
     device_template: Template,
     presence_template: Template,
+    /// Where remote mailboxes land, and whether as a lamp (a `Custom:` device) rather than
+    /// counts (MWIUpdate). None: they are not shown here.
+    mailbox_template: Option<(Template, bool)>,
     /// The mirror namespace: targets, and the names astdb says we wrote, each once, in the
     /// order first seen. Never shrinks (a name once ours stays known, as astdb keeps it).
     names: IndexMap<String, Name>,
@@ -105,6 +105,7 @@ impl Mirror {
         Mirror {
             device_template,
             presence_template,
+            mailbox_template: None,
             names: IndexMap::new(),
             by_key: HashMap::new(),
             origins: Vec::new(),
@@ -120,6 +121,16 @@ impl Mirror {
             name_errors: 0,
             dark: false,
         }
+    }
+
+    /// Where remote mailboxes land (see [`crate::config::MwiSink`]).
+    pub fn set_mailbox_sink(&mut self, sink: &crate::config::MwiSink) {
+        use crate::config::MwiSink;
+        self.mailbox_template = match sink {
+            MwiSink::Off => None,
+            MwiSink::MwiUpdate(t) => Some((t.clone(), false)),
+            MwiSink::Custom(t) => Some((t.clone(), true)),
+        };
     }
 
     /// The record of `name`, made if it has none yet.
@@ -232,7 +243,7 @@ impl Mirror {
         self.unremembered.retain(|(t, _)| *t != i);
         let mut keys = Vec::new();
         for (origin, o) in &mut self.by_key {
-            for kind in [Kind::Device, Kind::Presence] {
+            for kind in Kind::ALL {
                 o.names[kind_index(kind)].retain(|name, t| {
                     if *t == i {
                         keys.push(Key {
@@ -341,10 +352,13 @@ impl Mirror {
             Some(i) => i,
             None if self.refused.contains(key) => return None,
             None => {
-                let template = if key.kind == Kind::Device {
-                    &self.device_template
-                } else {
-                    &self.presence_template
+                let template = match key.kind {
+                    Kind::Device => &self.device_template,
+                    Kind::Presence => &self.presence_template,
+                    Kind::Mailbox => match &self.mailbox_template {
+                        Some((t, _)) => t,
+                        None => return None,
+                    },
                 };
                 match template.render(&key.origin, &key.name) {
                     Ok(t) if self.memory && self.local.contains(t.as_str()) && !self.is_known(&t) => {
@@ -426,7 +440,7 @@ impl Mirror {
                     .collect();
                 let mut gone = Vec::new();
                 for (origin, o) in &self.by_key {
-                    for kind in [Kind::Device, Kind::Presence] {
+                    for kind in Kind::ALL {
                         for (name, t) in &o.names[kind_index(kind)] {
                             let sourced = self.names[*t as usize]
                                 .target
@@ -494,6 +508,31 @@ impl Mirror {
                     subtype: String::new(),
                     message: String::new(),
                 })
+            }
+            Kind::Mailbox => {
+                // Several servers' mailboxes on one name add up (a lamp lit by any of them);
+                // none left (removed): no messages.
+                let mut sum = Counts::default();
+                for s in &t.sources {
+                    if let Packed::Mailbox(c) = s.value {
+                        sum.new = sum.new.saturating_add(c.new);
+                        sum.old = sum.old.saturating_add(c.old);
+                        sum.urgent = sum.urgent.saturating_add(c.urgent);
+                    }
+                }
+                match self.mailbox_template {
+                    Some((_, true)) => Value::Device(if sum.waiting() {
+                        DeviceState::Inuse
+                    } else {
+                        DeviceState::NotInuse
+                    }),
+                    // Asterisk's MWI counts urgent messages as new: written (and read back) so.
+                    Some((_, false)) | None => Value::Mailbox(Counts {
+                        new: sum.new.saturating_add(sum.urgent),
+                        old: sum.old,
+                        urgent: 0,
+                    }),
+                }
             }
         })
     }

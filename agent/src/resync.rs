@@ -27,11 +27,21 @@ pub struct Lists {
     pub custom_astdb: Result<Vec<String>, ActionError>,
     pub devices: Result<ListResult, ActionError>,
     pub presence: Result<ListResult, ActionError>,
+    /// Mailboxes: app_voicemail's (VoicemailUsersList) and res_mwi_external's (MWIGet of
+    /// every mailbox), each empty when its module is not loaded (None: not asked).
+    pub mailboxes: Option<Mailboxes>,
     pub queues: Option<Result<ListResult, ActionError>>,
 }
 
+/// The two mailbox lists (see [`Lists::mailboxes`]).
+#[derive(Debug)]
+pub struct Mailboxes {
+    pub voicemail: Result<ListResult, ActionError>,
+    pub external: Result<ListResult, ActionError>,
+}
+
 /// Reads the state of the Asterisk behind `client`.
-pub async fn read(client: Client, legacy_hints: Option<Vec<(String, String)>>, queues: bool) -> Read {
+pub async fn read(client: Client, legacy_hints: Option<Vec<(String, String)>>, queues: bool, mailboxes: bool) -> Read {
     if let Some(hints) = legacy_hints {
         let mut out = Vec::with_capacity(hints.len());
         for (exten, context) in hints {
@@ -47,6 +57,15 @@ pub async fn read(client: Client, legacy_hints: Option<Vec<(String, String)>>, q
     let custom_astdb = crate::memory::custom_states(&client).await;
     let devices = client.list(Message::action("DeviceStateList")).await;
     let presence = client.list(Message::action("PresenceStateList")).await;
+    let mailboxes = if mailboxes {
+        Some(Mailboxes {
+            voicemail: client.list(Message::action("VoicemailUsersList")).await,
+            // res_mwi_external_ami takes `/regex/` for a set of mailboxes.
+            external: client.list(Message::action("MWIGet").with("Mailbox", "/.*/")).await,
+        })
+    } else {
+        None
+    };
     let queues = if queues {
         Some(client.list(Message::action("QueueStatus")).await)
     } else {
@@ -57,6 +76,7 @@ pub async fn read(client: Client, legacy_hints: Option<Vec<(String, String)>>, q
         custom_astdb,
         devices,
         presence,
+        mailboxes,
         queues,
     }))
 }

@@ -107,6 +107,7 @@ struct Agent {
     /// Events numbered below these are older than the last device / presence list.
     device_list_at: u64,
     presence_list_at: u64,
+    mailbox_list_at: u64,
     sync_id: u64,
     answers: ami::client::Answers,
     /// By token.
@@ -178,13 +179,18 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
     let agent = Agent {
         remote: (brokers.len() > 1).then(|| Remote::new(brokers.len())),
         none_live_since: Some(std::time::Instant::now()),
-        mirror: Mirror::new(cfg.device_template.clone(), cfg.presence_template.clone()),
+        mirror: {
+            let mut m = Mirror::new(cfg.device_template.clone(), cfg.presence_template.clone());
+            m.set_mailbox_sink(&cfg.mwi_sink);
+            m
+        },
         local: Local::default(),
         local_ready: false,
         outgoing: Vec::new(),
         events_seen: 0,
         device_list_at: 0,
         presence_list_at: 0,
+        mailbox_list_at: 0,
         sync_id: 0,
         brokers,
         client: client.clone(),
@@ -394,11 +400,12 @@ impl Agent {
     }
 
     fn count_published(&self, entries: &[Entry]) {
-        let devices = entries.iter().filter(|e| e.kind == Kind::Device).count();
-        self.metrics.published(Kind::Device).inc_by(devices as u64);
-        self.metrics
-            .published(Kind::Presence)
-            .inc_by((entries.len() - devices) as u64);
+        for kind in Kind::ALL {
+            let n = entries.iter().filter(|e| e.kind == kind).count() as u64;
+            if n > 0 {
+                self.metrics.published(kind).inc_by(n);
+            }
+        }
     }
 
     /// Sends to every live broker; false if a frame was dropped (a socket queue was full).
@@ -449,10 +456,10 @@ impl Agent {
             return;
         }
         let Some((kind, name, value)) = observed(m) else { return };
-        let list_at = if kind == Kind::Device {
-            self.device_list_at
-        } else {
-            self.presence_list_at
+        let list_at = match kind {
+            Kind::Device => self.device_list_at,
+            Kind::Presence => self.presence_list_at,
+            Kind::Mailbox => self.mailbox_list_at,
         };
         if index < list_at {
             // Older than the list we just read: the list already has the newer value.
@@ -561,6 +568,9 @@ impl Agent {
             Class::Stale => {}
             Class::Ignored | Class::Invalid => {}
             Class::Local => {
+                if !self.cfg.publishes(kind) {
+                    return; // `mwi_publish = off`: applied from others, never our own
+                }
                 self.mirror.local_seen(&name);
                 if changed && self.local.states.get(&(kind, name.clone())) != Some(&value) {
                     self.metrics.fitted.inc();
@@ -599,7 +609,8 @@ impl Agent {
             info!(server = %self.cfg.server, hints = self.cfg.legacy_hints.len(), "Asterisk before 13: state from ExtensionStatus of the configured hints");
         }
         let hints = self.legacy.then(|| self.cfg.legacy_hints.clone());
-        let read = crate::resync::read(self.client.clone(), hints, self.guard.is_some());
+        let mailboxes = self.cfg.shares(Kind::Mailbox);
+        let read = crate::resync::read(self.client.clone(), hints, self.guard.is_some(), mailboxes);
         let tx = self.resync_tx.clone();
         self.resync_task = Some(tokio::spawn(async move {
             let _ = tx.send(read.await);
@@ -626,6 +637,7 @@ impl Agent {
             custom_astdb,
             devices,
             presence,
+            mailboxes,
             queues,
         } = read;
         match memory {
@@ -668,9 +680,36 @@ impl Agent {
         }
         self.device_list_at = devices.events_before;
         self.presence_list_at = presence.events_before;
+        // A module that is not loaded answers an error: that list is empty. Its MWI events
+        // after the list count from the earlier of the two.
+        let mailbox_items: Vec<Message> = match mailboxes {
+            Some(m) => {
+                let mut at = u64::MAX;
+                let mut items = Vec::new();
+                for (what, list) in [("VoicemailUsersList", m.voicemail), ("MWIGet", m.external)] {
+                    match list {
+                        Ok(l) => {
+                            at = at.min(l.events_before);
+                            items.extend(l.items);
+                        }
+                        Err(e) => {
+                            debug!(server = %self.cfg.server, list = what, error = %e, "no mailboxes of that module")
+                        }
+                    }
+                }
+                self.mailbox_list_at = if at == u64::MAX { 0 } else { at };
+                items
+            }
+            None => Vec::new(),
+        };
         self.local = Local::default();
         self.mirror.forget_local();
-        for item in devices.items.iter().chain(presence.items.iter()) {
+        for item in devices
+            .items
+            .iter()
+            .chain(presence.items.iter())
+            .chain(mailbox_items.iter())
+        {
             if let Some((kind, name, value)) = observed(item) {
                 self.observe(kind, name, value, false);
             }
@@ -737,6 +776,7 @@ impl Agent {
     fn legacy_resync_done(&mut self, answers: Vec<((String, String), Result<Message, ActionError>)>) {
         self.device_list_at = 0;
         self.presence_list_at = 0;
+        self.mailbox_list_at = 0;
         self.local = Local::default();
         for ((exten, context), answer) in answers {
             match answer {

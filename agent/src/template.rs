@@ -3,6 +3,11 @@
 //! Fields: `{device}` (the remote name, `SIP/100`), `{resource}` (the part after the
 //! technology, `100`), `{tech}` (`SIP`), `{origin}` (the remote server id). Only `Custom:`
 //! devices and `CustomPresence:` presentities can be written, so a template must produce one.
+//!
+//! Mailboxes (`100@default`) have their own fields: `{mailbox}` (`100`), `{context}`
+//! (`default`) and `{origin}`; their template gives either a mailbox name for MWIUpdate
+//! (`{mailbox}@{context}`, anything res_mwi_external takes) or a `Custom:` device for a lamp
+//! on a key (`Custom:MWI{mailbox}`).
 
 use proto::entry::valid_name;
 use std::fmt;
@@ -11,6 +16,8 @@ use std::fmt;
 pub struct Template {
     text: String,
     prefix: &'static str,
+    /// A mailbox template: fields of [`MAILBOX_FIELDS`].
+    mailbox: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,8 +26,12 @@ pub enum TemplateError {
     Prefix(&'static str),
     #[error("unknown field {{{0}}}: use {{device}}, {{resource}}, {{tech}} or {{origin}}")]
     Field(String),
+    #[error("unknown field {{{0}}}: use {{mailbox}}, {{context}} or {{origin}}")]
+    MailboxField(String),
     #[error("must contain {{device}} or {{resource}}, or every remote state lands on one name")]
     NoName,
+    #[error("must contain {{mailbox}}, or every remote mailbox lands on one name")]
+    NoMailbox,
     #[error("holds a character that cannot be in a device name (control, comma, parenthesis)")]
     BadChar,
 }
@@ -34,6 +45,7 @@ pub struct NameError {
 }
 
 const FIELDS: [&str; 4] = ["device", "resource", "tech", "origin"];
+const MAILBOX_FIELDS: [&str; 3] = ["mailbox", "context", "origin"];
 
 impl Template {
     /// A device template (`Custom:...`).
@@ -46,7 +58,21 @@ impl Template {
         Self::parse(text, "CustomPresence:")
     }
 
+    /// A mailbox template for MWIUpdate (`{mailbox}@{context}`).
+    pub fn mailbox(text: &str) -> Result<Template, TemplateError> {
+        Self::parse_as(text, "", true)
+    }
+
+    /// A mailbox template for a lamp on a key (`Custom:MWI{mailbox}`).
+    pub fn mailbox_lamp(text: &str) -> Result<Template, TemplateError> {
+        Self::parse_as(text, "Custom:", true)
+    }
+
     fn parse(text: &str, prefix: &'static str) -> Result<Template, TemplateError> {
+        Self::parse_as(text, prefix, false)
+    }
+
+    fn parse_as(text: &str, prefix: &'static str, mailbox: bool) -> Result<Template, TemplateError> {
         if !text.starts_with(prefix) || (prefix == "Custom:" && text.starts_with("CustomPresence:")) {
             return Err(TemplateError::Prefix(prefix));
         }
@@ -60,15 +86,26 @@ impl Template {
                 .ok_or_else(|| TemplateError::Field(rest[open + 1..].to_string()))?
                 + open;
             let field = &rest[open + 1..close];
-            if !FIELDS.contains(&field) {
-                return Err(TemplateError::Field(field.to_string()));
+            if mailbox {
+                if !MAILBOX_FIELDS.contains(&field) {
+                    return Err(TemplateError::MailboxField(field.to_string()));
+                }
+                has_name |= field == "mailbox";
+            } else {
+                if !FIELDS.contains(&field) {
+                    return Err(TemplateError::Field(field.to_string()));
+                }
+                has_name |= field == "device" || field == "resource";
             }
-            has_name |= field == "device" || field == "resource";
             rest = &rest[close + 1..];
         }
         literal.push_str(rest);
         if !has_name {
-            return Err(TemplateError::NoName);
+            return Err(if mailbox {
+                TemplateError::NoMailbox
+            } else {
+                TemplateError::NoName
+            });
         }
         if literal
             .chars()
@@ -79,18 +116,28 @@ impl Template {
         Ok(Template {
             text: text.to_string(),
             prefix,
+            mailbox,
         })
     }
 
     /// The local name of `origin`'s `name`, checked against Asterisk's limits.
     pub fn render(&self, origin: &str, name: &str) -> Result<String, NameError> {
-        let (tech, resource) = split(name);
-        let out = self
-            .text
-            .replace("{device}", name)
-            .replace("{resource}", resource)
-            .replace("{tech}", tech)
-            .replace("{origin}", origin);
+        let out = if self.mailbox {
+            // app_voicemail names a mailbox `mailbox@context`; without a context it is in
+            // `default`.
+            let (mailbox, context) = name.split_once('@').unwrap_or((name, "default"));
+            self.text
+                .replace("{mailbox}", mailbox)
+                .replace("{context}", context)
+                .replace("{origin}", origin)
+        } else {
+            let (tech, resource) = split(name);
+            self.text
+                .replace("{device}", name)
+                .replace("{resource}", resource)
+                .replace("{tech}", tech)
+                .replace("{origin}", origin)
+        };
         if self.prefix == "Custom:" && out.len() > ami::state::MAX_DEVICE_LEN {
             return Err(NameError {
                 target: out,
@@ -221,6 +268,31 @@ fn split(name: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mailbox_templates() {
+        let t = Template::mailbox("{mailbox}@{context}").unwrap();
+        assert_eq!(t.render("a", "100@default").unwrap(), "100@default");
+        assert_eq!(
+            t.render("a", "100").unwrap(),
+            "100@default",
+            "no context: app_voicemail's default"
+        );
+        let t = Template::mailbox("{mailbox}@{origin}").unwrap();
+        assert_eq!(t.render("vm1", "100@sales").unwrap(), "100@vm1");
+        let t = Template::mailbox_lamp("Custom:MWI{mailbox}").unwrap();
+        assert_eq!(t.render("a", "100@default").unwrap(), "Custom:MWI100");
+        assert_eq!(Template::mailbox("{context}"), Err(TemplateError::NoMailbox));
+        assert_eq!(
+            Template::mailbox("{device}"),
+            Err(TemplateError::MailboxField("device".into()))
+        );
+        assert_eq!(
+            Template::mailbox_lamp("MWI{mailbox}"),
+            Err(TemplateError::Prefix("Custom:"))
+        );
+        assert!(t.render("a", "1\r\nAction: x@d").is_err());
+    }
 
     #[test]
     fn renders_and_validates() {

@@ -116,7 +116,7 @@ pub struct Core {
     pub(crate) lost: BTreeMap<Arc<str>, SystemTime>,
     started: Instant,
     /// The table's size gauges by kind, looked up once (they are set at every change).
-    pub(crate) table_entries: [prometheus_client::metrics::gauge::Gauge; 2],
+    pub(crate) table_entries: [prometheus_client::metrics::gauge::Gauge; 3],
     /// The peer brokers whose tables this one takes (see [`crate::peers`]).
     pub(crate) peers: Vec<crate::peers::Peer>,
     /// Servers whose session here ended, with peers (see [`crate::peers`]).
@@ -126,7 +126,7 @@ pub struct Core {
 impl Core {
     pub fn new(config: BrokerConfig, instance: u64, metrics: Metrics, now: Instant) -> Core {
         let curve = config.curve.is_some();
-        let table_entries = [Kind::Device, Kind::Presence].map(|k| {
+        let table_entries = Kind::ALL.map(|k| {
             metrics
                 .table_entries
                 .get_or_create(&metrics::KindLabel {
@@ -441,7 +441,7 @@ impl Core {
             return;
         };
         s.updates_in += changed.len() as u64;
-        for kind in [Kind::Device, Kind::Presence] {
+        for kind in Kind::ALL {
             let n = changed.iter().filter(|c| c.kind == kind).count() as u64;
             if n > 0 {
                 s.counters.updates_in[crate::table::index(kind)].inc_by(n);

@@ -32,7 +32,7 @@ impl Core {
             s.counters.coalesced.inc_by(s.outbox.coalesced - before);
         }
         self.metrics.table_version.set(self.table.version() as i64);
-        for kind in [Kind::Device, Kind::Presence] {
+        for kind in Kind::ALL {
             self.table_entries[crate::table::index(kind)].set(self.table.len_of(kind) as i64);
         }
         self.events.push(Event::Changed(changed.into()));

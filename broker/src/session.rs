@@ -16,7 +16,7 @@ const RATE_SAMPLE: Duration = Duration::from_millis(100);
 /// This session's series of the broker's metrics, looked up once rather than per frame.
 pub struct Counters {
     /// By kind (device, presence).
-    pub updates_in: [Counter; 2],
+    pub updates_in: [Counter; 3],
     pub updates_out: Counter,
     pub coalesced: Counter,
     pub backpressure: Counter,
@@ -36,7 +36,7 @@ impl Counters {
                 .clone()
         };
         Counters {
-            updates_in: [by_kind("device"), by_kind("presence")],
+            updates_in: proto::Kind::ALL.map(|k| by_kind(k.as_str())),
             updates_out: m.updates_out.get_or_create(&label).clone(),
             coalesced: m.coalesced.get_or_create(&label).clone(),
             backpressure: m.backpressure.get_or_create(&label).clone(),

@@ -118,29 +118,26 @@ struct Slot {
     stamp: Stamp,
 }
 
-/// One origin's states: devices, then presence (the order of [`Kind`]), each by name.
+/// One origin's states by kind (the order of [`Kind::ALL`]), each by name.
 #[derive(Debug, Default)]
 struct Origin {
-    kinds: [BTreeMap<Arc<str>, Slot>; 2],
+    kinds: [BTreeMap<Arc<str>, Slot>; 3],
     /// The highest stamp epoch seen of this origin (a restarted agent must start above it).
     epoch: u64,
 }
 
 pub(crate) fn index(kind: Kind) -> usize {
-    match kind {
-        Kind::Device => 0,
-        Kind::Presence => 1,
-    }
+    kind.index()
 }
 
-const KINDS: [Kind; 2] = [Kind::Device, Kind::Presence];
+const KINDS: [Kind; 3] = Kind::ALL;
 
 #[derive(Default)]
 pub struct Table {
     origins: BTreeMap<Arc<str>, Origin>,
     len: usize,
     /// Entries by kind.
-    lens: [usize; 2],
+    lens: [usize; 3],
     version: u64,
 }
 

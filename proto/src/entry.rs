@@ -20,14 +20,56 @@ pub const MAX_TEXT: usize = 255;
 pub enum Kind {
     Device,
     Presence,
+    /// A voicemail mailbox (`100@default`) and its message counts (MWI).
+    Mailbox,
 }
 
 impl Kind {
-    /// The name on the wire (`device`, `presence`), for topics and metric labels.
+    /// Every kind, in the order of [`Kind::index`]: loops over the kinds use this, so that a
+    /// new kind cannot be left out of one silently.
+    pub const ALL: [Kind; 3] = [Kind::Device, Kind::Presence, Kind::Mailbox];
+
+    /// The name on the wire (`device`, `presence`, `mailbox`), for topics and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Device => "device",
             Kind::Presence => "presence",
+            Kind::Mailbox => "mailbox",
+        }
+    }
+
+    /// The kind's place in [`Kind::ALL`], for tables indexed by kind.
+    pub fn index(self) -> usize {
+        match self {
+            Kind::Device => 0,
+            Kind::Presence => 1,
+            Kind::Mailbox => 2,
+        }
+    }
+}
+
+/// A mailbox's message counts, as app_voicemail reports them (`MessageWaiting`'s New and Old;
+/// Urgent only where Asterisk tells it apart: its MWI events count urgent messages as new).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Counts {
+    pub new: u32,
+    pub old: u32,
+    pub urgent: u32,
+}
+
+impl Counts {
+    /// Whether the lamp is lit: Asterisk's `Waiting` (ast_app_has_voicemail) is true when a
+    /// new or urgent message is there; old ones alone leave it dark.
+    pub fn waiting(self) -> bool {
+        self.new > 0 || self.urgent > 0
+    }
+
+    /// The entry's `state` for these counts.
+    pub fn state_name(self) -> &'static str {
+        if self.waiting() {
+            "waiting"
+        } else {
+            "empty"
         }
     }
 }
@@ -49,6 +91,7 @@ pub enum Value {
         subtype: String,
         message: String,
     },
+    Mailbox(Counts),
 }
 
 /// One state as it travels: key, value (None: the origin no longer has it), and the
@@ -58,12 +101,20 @@ pub struct Entry {
     pub origin: String,
     pub kind: Kind,
     pub name: String,
-    /// Device state name (`INUSE`) or presence state (`dnd`); null when removed.
+    /// Device state name (`INUSE`), presence state (`dnd`) or mailbox lamp (`waiting`,
+    /// `empty`); null when removed.
     pub state: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub subtype: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// A mailbox's counts (absent: 0).
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub new: u32,
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub old: u32,
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub urgent: u32,
     /// Assigned by the broker: increases with every change of the table.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub version: u64,
@@ -73,6 +124,10 @@ pub struct Entry {
 }
 
 fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero32(v: &u32) -> bool {
     *v == 0
 }
 
@@ -87,8 +142,10 @@ pub enum EntryError {
     BadState { kind: Kind, state: String },
     #[error("presence subtype or message longer than 255 bytes or holding control characters")]
     BadText,
-    #[error("subtype/message given for a device")]
+    #[error("subtype/message given for a device or mailbox")]
     TextOnDevice,
+    #[error("message counts given for a device or presence")]
+    CountsOnState,
 }
 
 pub fn valid_origin(s: &str) -> bool {
@@ -148,7 +205,7 @@ impl Value {
                 subtype: fit_text(&subtype).0,
                 message: fit_text(&message).0,
             },
-            v => v,
+            v @ (Value::Device(_) | Value::Mailbox(_)) => v,
         }
     }
 }
@@ -159,6 +216,7 @@ impl Value {
 pub enum Packed {
     Device(DeviceState),
     Presence(Box<PackedPresence>),
+    Mailbox(Counts),
 }
 
 /// The presence behind a [`Packed::Presence`].
@@ -173,6 +231,7 @@ impl From<Value> for Packed {
     fn from(v: Value) -> Packed {
         match v {
             Value::Device(d) => Packed::Device(d),
+            Value::Mailbox(c) => Packed::Mailbox(c),
             Value::Presence {
                 state,
                 subtype,
@@ -190,6 +249,7 @@ impl From<&Packed> for Value {
     fn from(p: &Packed) -> Value {
         match p {
             Packed::Device(d) => Value::Device(*d),
+            Packed::Mailbox(c) => Value::Mailbox(*c),
             Packed::Presence(p) => Value::Presence {
                 state: p.state,
                 subtype: p.subtype.to_string(),
@@ -203,6 +263,7 @@ impl PartialEq<Value> for Packed {
     fn eq(&self, v: &Value) -> bool {
         match (self, v) {
             (Packed::Device(a), Value::Device(b)) => a == b,
+            (Packed::Mailbox(a), Value::Mailbox(b)) => a == b,
             (
                 Packed::Presence(p),
                 Value::Presence {
@@ -217,11 +278,12 @@ impl PartialEq<Value> for Packed {
 }
 
 impl Packed {
-    /// The state's name on the wire (`INUSE`, `dnd`).
+    /// The state's name on the wire (`INUSE`, `dnd`, `waiting`).
     pub fn state_name(&self) -> &'static str {
         match self {
             Packed::Device(d) => d.as_str(),
             Packed::Presence(p) => p.state.as_str(),
+            Packed::Mailbox(c) => c.state_name(),
         }
     }
 }
@@ -238,7 +300,11 @@ impl Entry {
     ) -> Entry {
         let (subtype, message) = match value {
             Some(Packed::Presence(p)) => (p.subtype.to_string(), p.message.to_string()),
-            _ => (String::new(), String::new()),
+            Some(Packed::Device(_) | Packed::Mailbox(_)) | None => (String::new(), String::new()),
+        };
+        let counts = match value {
+            Some(Packed::Mailbox(c)) => *c,
+            Some(Packed::Device(_) | Packed::Presence(_)) | None => Counts::default(),
         };
         Entry {
             origin: origin.to_string(),
@@ -247,6 +313,9 @@ impl Entry {
             state: value.map(|v| v.state_name().to_string()),
             subtype,
             message,
+            new: counts.new,
+            old: counts.old,
+            urgent: counts.urgent,
             version,
             stamp,
         }
@@ -278,7 +347,19 @@ impl Entry {
         )
     }
 
+    pub fn mailbox(origin: &str, name: &str, counts: Counts) -> Entry {
+        Entry::from_value(
+            Key {
+                origin: origin.into(),
+                kind: Kind::Mailbox,
+                name: name.into(),
+            },
+            Some(Value::Mailbox(counts)),
+        )
+    }
+
     pub fn from_value(key: Key, value: Option<Value>) -> Entry {
+        let mut counts = Counts::default();
         let (state, subtype, message) = match value {
             None => (None, String::new(), String::new()),
             Some(Value::Device(d)) => (Some(d.as_str().to_string()), String::new(), String::new()),
@@ -287,6 +368,10 @@ impl Entry {
                 subtype,
                 message,
             }) => (Some(state.as_str().to_string()), subtype, message),
+            Some(Value::Mailbox(c)) => {
+                counts = c;
+                (Some(c.state_name().to_string()), String::new(), String::new())
+            }
         };
         Entry {
             origin: key.origin,
@@ -295,9 +380,16 @@ impl Entry {
             state,
             subtype,
             message,
+            new: counts.new,
+            old: counts.old,
+            urgent: counts.urgent,
             version: 0,
             stamp: Stamp::ZERO,
         }
+    }
+
+    fn has_counts(&self) -> bool {
+        self.new != 0 || self.old != 0 || self.urgent != 0
     }
 
     /// The key, taking the entry's strings instead of copying them.
@@ -326,33 +418,52 @@ impl Entry {
             return Err(EntryError::BadName(self.name.chars().take(100).collect()));
         }
         let Some(state) = &self.state else { return Ok(None) };
+        let bad_state = || EntryError::BadState {
+            kind: self.kind,
+            state: state.chars().take(40).collect(),
+        };
         match self.kind {
             Kind::Device => {
                 if !self.subtype.is_empty() || !self.message.is_empty() {
                     return Err(EntryError::TextOnDevice);
                 }
+                if self.has_counts() {
+                    return Err(EntryError::CountsOnState);
+                }
                 // UNKNOWN is a state Asterisk reports (a Custom device whose astdb entry says
                 // so, devices of some channel drivers): carried as it is; a receiver writes it
                 // as [`Value::as_written`] says.
-                let d: DeviceState = state.parse().map_err(|_| EntryError::BadState {
-                    kind: Kind::Device,
-                    state: state.chars().take(40).collect(),
-                })?;
+                let d: DeviceState = state.parse().map_err(|_| bad_state())?;
                 Ok(Some(Value::Device(d)))
             }
             Kind::Presence => {
                 if !valid_text(&self.subtype) || !valid_text(&self.message) {
                     return Err(EntryError::BadText);
                 }
-                let p: PresenceState = state.parse().map_err(|_| EntryError::BadState {
-                    kind: Kind::Presence,
-                    state: state.chars().take(40).collect(),
-                })?;
+                if self.has_counts() {
+                    return Err(EntryError::CountsOnState);
+                }
+                let p: PresenceState = state.parse().map_err(|_| bad_state())?;
                 Ok(Some(Value::Presence {
                     state: p,
                     subtype: self.subtype.clone(),
                     message: self.message.clone(),
                 }))
+            }
+            Kind::Mailbox => {
+                if !self.subtype.is_empty() || !self.message.is_empty() {
+                    return Err(EntryError::TextOnDevice);
+                }
+                let counts = Counts {
+                    new: self.new,
+                    old: self.old,
+                    urgent: self.urgent,
+                };
+                // The lamp is derived from the counts; one that disagrees is a garbled entry.
+                if state != counts.state_name() {
+                    return Err(bad_state());
+                }
+                Ok(Some(Value::Mailbox(counts)))
             }
         }
     }
@@ -432,5 +543,45 @@ mod tests {
         assert!(e.value().is_err());
         e.state = None;
         assert_eq!(e.value(), Ok(None));
+    }
+
+    #[test]
+    fn mailboxes() {
+        let c = Counts {
+            new: 2,
+            old: 1,
+            urgent: 0,
+        };
+        let e = Entry::mailbox("a", "100@default", c);
+        assert_eq!((e.state.as_deref(), e.new, e.old), (Some("waiting"), 2, 1));
+        assert_eq!(e.value(), Ok(Some(Value::Mailbox(c))));
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Entry>(&json).unwrap(), e);
+        let old_only = Entry::mailbox(
+            "a",
+            "100@default",
+            Counts {
+                new: 0,
+                old: 3,
+                urgent: 0,
+            },
+        );
+        assert_eq!(
+            old_only.state.as_deref(),
+            Some("empty"),
+            "old messages alone leave the lamp dark"
+        );
+        let mut lying = e.clone();
+        lying.state = Some("empty".into());
+        assert!(lying.value().is_err(), "a lamp that disagrees with its counts");
+        let mut counted = Entry::device("a", "SIP/1", DeviceState::Inuse);
+        counted.new = 1;
+        assert_eq!(counted.value(), Err(EntryError::CountsOnState));
+        let p = Packed::from(Value::Mailbox(c));
+        assert_eq!(p, Value::Mailbox(c));
+        assert_eq!(
+            Entry::from_packed("a", Kind::Mailbox, "100@default", Some(&p), 0, Stamp::ZERO),
+            e
+        );
     }
 }

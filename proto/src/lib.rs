@@ -19,7 +19,7 @@ pub mod queue;
 pub mod stamp;
 pub mod transport;
 
-pub use entry::{Entry, Key, Kind, Packed, Value};
+pub use entry::{Counts, Entry, Key, Kind, Packed, Value};
 pub use message::{DecodeError, ErrorCode, Msg, MAX_FRAME, VERSION};
 pub use queue::{QueueEvent, QueueEventKind};
 pub use stamp::{Stamp, Stamper};

@@ -7,6 +7,7 @@ use super::error::ConfigError;
 use super::load::{Loaded, Part};
 use super::typed::fields;
 use super::value::{self, List, Millis, Port, Switch};
+use agent::config::MwiSink;
 use agent::{AgentConfig, Template};
 use ami::client::AuthMethod;
 use ami::ClientConfig;
@@ -51,6 +52,14 @@ struct AgentKeys {
     device_state: Option<Switch>,
     presence: Option<Switch>,
     queue_events: Option<Switch>,
+    /// This server's mailboxes are published (default on).
+    mwi_publish: Option<Switch>,
+    /// How other servers' mailboxes are shown: `mwiupdate`, `custom` or `off` (default).
+    mwi_sink: Option<String>,
+    /// The mailbox name MWIUpdate writes (`{mailbox}@{context}`).
+    mwi_template: Option<String>,
+    /// The lamp device of `mwi_sink = custom` (`Custom:MWI{mailbox}`).
+    mwi_device_template: Option<String>,
 }
 
 /// An AMI connection: `[ami]`, and in each `[server-<id>]`.
@@ -116,6 +125,7 @@ fn ami(s: &Part<'_>, name: &str) -> Result<ClientConfig, ConfigError> {
 fn agent_keys(s: &Part<'_>, server: &str, ami: ClientConfig, broker_ep: &str) -> Result<AgentConfig, ConfigError> {
     let k: AgentKeys = s.typed_part()?;
     let mut c = AgentConfig::new(server, ami, broker_ep);
+    c.mwi_sink = mwi_sink(s, &k)?;
     if let Some(t) = k.device_template {
         c.device_template = Template::device(&t).map_err(|e| s.err("device_template", e.to_string()))?;
     }
@@ -163,7 +173,32 @@ fn agent_keys(s: &Part<'_>, server: &str, ami: ClientConfig, broker_ep: &str) ->
     if let Some(Switch(v)) = k.queue_events {
         c.queue_events = v;
     }
+    if let Some(Switch(v)) = k.mwi_publish {
+        c.mwi_publish = v;
+    }
     Ok(c)
+}
+
+/// `mwi_sink` with its template (each template is checked even when its sink is not chosen:
+/// a mistake shows before someone switches to it).
+fn mwi_sink(s: &Part<'_>, k: &AgentKeys) -> Result<MwiSink, ConfigError> {
+    let update = match &k.mwi_template {
+        Some(t) => MwiSink::MwiUpdate(Template::mailbox(t).map_err(|e| s.err("mwi_template", e.to_string()))?),
+        None => MwiSink::mwiupdate(),
+    };
+    let lamp = match &k.mwi_device_template {
+        Some(t) => MwiSink::Custom(Template::mailbox_lamp(t).map_err(|e| s.err("mwi_device_template", e.to_string()))?),
+        None => MwiSink::custom(),
+    };
+    match k.mwi_sink.as_deref().map(str::trim) {
+        None | Some("off") => Ok(MwiSink::Off),
+        Some("mwiupdate") => Ok(update),
+        Some("custom") => Ok(lamp),
+        Some(other) => Err(s.err(
+            "mwi_sink",
+            format!("{other:?}: use mwiupdate (res_mwi_external), custom (a Custom: lamp) or off"),
+        )),
+    }
 }
 
 fn server_id(s: &Part<'_>, key: &str, id: &str) -> Result<(), ConfigError> {

@@ -23,6 +23,9 @@ pub fn required_class(action: &str) -> Option<Classes> {
         "queueadd" | "queueremove" | "queuepause" => c("agent"),
         "dbgettree" => c("system,reporting"),
         "dbput" | "dbdel" => c("system"),
+        // app_voicemail.c and res_mwi_external_ami.c.
+        "voicemailuserslist" | "mwiget" => c("call,reporting"),
+        "mwiupdate" | "mwidelete" => c("call"),
         _ => None,
     }
 }
@@ -42,6 +45,12 @@ pub fn handle(world: &mut World, write: Classes, msg: &Message) -> Vec<Message> 
     };
     let lists_13 = ["devicestatelist", "presencestatelist", "extensionstatelist"];
     if world.legacy() && lists_13.contains(&action.to_ascii_lowercase().as_str()) {
+        return vec![error(
+            id,
+            &format!("Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."),
+        )];
+    }
+    if crate::voicemail::loaded(world, &action.to_ascii_lowercase()) == Some(false) {
         return vec![error(
             id,
             &format!("Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."),
@@ -175,6 +184,7 @@ pub fn handle(world: &mut World, write: Classes, msg: &Message) -> Vec<Message> 
             }]
         }
         "queuepause" => vec![queue_pause(world, msg)],
+        a @ ("voicemailuserslist" | "mwiget" | "mwiupdate" | "mwidelete") => crate::voicemail::handle(world, a, msg),
         "command" | "originate" | "queuesummary" => {
             vec![error(id, &format!("{action} is not simulated"))]
         }

@@ -84,6 +84,8 @@ pub struct SimConfig {
     pub write_timeout: Duration,
     /// `authlimit`: most unauthenticated sessions at once.
     pub auth_limit: usize,
+    /// app_voicemail, res_mwi_external, or neither (see [`crate::voicemail`]).
+    pub mwi: crate::voicemail::MwiProvider,
 }
 
 impl SimConfig {
@@ -121,6 +123,7 @@ impl SimConfig {
             auth_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_millis(100),
             auth_limit: 50,
+            mwi: crate::voicemail::MwiProvider::None,
         }
     }
 

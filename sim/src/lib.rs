@@ -19,6 +19,7 @@ pub mod queue;
 pub mod server;
 pub(crate) mod session;
 pub mod transcript;
+pub mod voicemail;
 pub mod world;
 
 pub use config::{HintConfig, MemberConfig, QueueConfig, SimConfig, User};

@@ -171,6 +171,17 @@ impl Sim {
         self.with_world(|w| w.write_custom_presence(presentity, value))
     }
 
+    /// app_voicemail's counts of `mailbox` change (a message left or heard); false if this
+    /// server has no such voicemail mailbox.
+    pub fn set_voicemail(&self, mailbox: &str, new: u32, old: u32) -> bool {
+        self.with_world(|w| w.set_voicemail(mailbox, new, old))
+    }
+
+    /// A mailbox's counts (new, old), whichever MWI provider holds it.
+    pub fn mailbox(&self, mailbox: &str) -> Option<(u32, u32)> {
+        self.with_world(|w| w.mailbox(mailbox))
+    }
+
     /// The state a hint would see for `device`.
     pub fn device_state(&self, device: &str) -> DeviceState {
         self.inner.world.lock().expect("world lock").state_of(device)

@@ -56,6 +56,8 @@ pub struct World {
     pub astdb_other: BTreeMap<String, String>,
     /// The presence cache (what PresenceStateList dumps), by presentity.
     pub presence: BTreeMap<String, PresenceValue>,
+    /// app_voicemail's counts (new, old) by mailbox: in its spool, so kept over a restart.
+    pub voicemail: BTreeMap<String, (u32, u32)>,
     pub hints: Vec<Hint>,
     pub queues: Vec<Queue>,
     pub calls: HashMap<u64, QueueCall>,
@@ -132,6 +134,7 @@ impl World {
             astdb_devstate: BTreeMap::new(),
             astdb_presence: BTreeMap::new(),
             astdb_other: BTreeMap::new(),
+            voicemail: BTreeMap::new(),
             presence: BTreeMap::new(),
             hints: config
                 .hints

@@ -108,6 +108,9 @@ struct Agent {
     device_list_at: u64,
     presence_list_at: u64,
     mailbox_list_at: u64,
+    /// This Asterisk answered MWIUpdate with "Invalid/unknown command" (res_mwi_external_ami
+    /// not loaded): mailbox writes wait for the next AMI connect.
+    mwiupdate_missing: bool,
     sync_id: u64,
     answers: ami::client::Answers,
     /// By token.
@@ -191,6 +194,7 @@ pub fn spawn(cfg: AgentConfig) -> Result<AgentHandle, String> {
         device_list_at: 0,
         presence_list_at: 0,
         mailbox_list_at: 0,
+        mwiupdate_missing: false,
         sync_id: 0,
         brokers,
         client: client.clone(),
@@ -419,6 +423,7 @@ impl Agent {
                 info!(server = %self.cfg.server, asterisk = ?info.asterisk_version, "Asterisk connected: resynchronising");
                 self.asterisk = info.asterisk_version.as_deref().map(|v| printable(v, MAX_DETAIL));
                 self.ami_changed(true, "");
+                self.mwiupdate_missing = false;
                 self.resync();
             }
             ClientEvent::Lagged { dropped } => {
@@ -1067,6 +1072,9 @@ impl Agent {
             let Some(value) = self.mirror.needs_write(&target) else {
                 continue;
             };
+            if self.mwiupdate_missing && matches!(value, Value::Mailbox(_)) {
+                continue;
+            }
             self.next_token += 1;
             match self
                 .client
@@ -1190,6 +1198,15 @@ impl Agent {
         match &result {
             Ok(()) => {
                 self.metrics.setvar_written.inc();
+            }
+            Err(e) if matches!(done.value, Value::Mailbox(_)) && e.to_string().contains("Invalid/unknown command") => {
+                self.metrics.setvar_failed.inc();
+                // Not a failure of this write: the module is not there. Said once; tried
+                // again after the next AMI connect (it may be loaded by then).
+                if !self.mwiupdate_missing {
+                    self.mwiupdate_missing = true;
+                    warn!(server = %self.cfg.server, "mwi_sink = mwiupdate, but this Asterisk has no MWIUpdate: res_mwi_external_ami (with res_mwi_external and res_sorcery_astdb) is not loaded, and cannot be beside app_voicemail; remote mailboxes are not shown here (use mwi_sink = custom for lamps on a server with voicemail)");
+                }
             }
             Err(e) => {
                 self.metrics.setvar_failed.inc();

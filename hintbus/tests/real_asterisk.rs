@@ -598,3 +598,166 @@ async fn random_changes_with_restarts_converge() {
         assert!(mirrors_of_mirrors(&d).is_empty(), "{n}: {d:?}");
     }
 }
+
+/// Puts a message in a file-storage mailbox as app_voicemail leaves one (`msgNNNN.txt` beside
+/// its audio in the folder): inboxcount counts the `.txt` files.
+fn drop_message(ast: &Asterisk, mailbox: &str, folder: &str, n: u32) {
+    let (box_, context) = mailbox.split_once('@').unwrap();
+    let dir = ast.root.join(format!("spool/voicemail/{context}/{box_}/{folder}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let msg = format!("msg{n:04}");
+    std::fs::write(
+        dir.join(format!("{msg}.txt")),
+        format!("[message]\norigmailbox={box_}\ncontext=default\ncallerid=\"Test\" <200>\norigtime=0\nduration=3\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join(format!("{msg}.wav")), b"").unwrap();
+}
+
+/// Scenario 9: MWI. vm has app_voicemail; ext has no voicemail (res_mwi_external) and shows
+/// vm's mailboxes through MWIUpdate; lamp has voicemail of its own and shows vm's as a
+/// `Custom:` lamp. A message left on vm (the spool file and `voicemail reload`, whose
+/// append_mailbox publishes every mailbox's counts) reaches both; nothing comes back; ext's
+/// counts survive ext's restart (res_mwi_external keeps them in astdb).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voicemail_lights_the_mailbox_on_the_other_servers() {
+    let Some(prefix) = prefix_or_skip() else { return };
+    let voicemail = |boxes: &str| Setup {
+        extensions: dialplan(""),
+        extra: vec![(
+            "voicemail.conf".into(),
+            format!("[general]\nformat = wav\n\n[default]\n{boxes}"),
+        )],
+        ..Setup::default()
+    };
+    let extra = BTreeMap::from([
+        ("ext".to_string(), "mwi_sink = mwiupdate".to_string()),
+        ("lamp".to_string(), "mwi_sink = custom".to_string()),
+    ]);
+    let mut fed = Fed::start_with(
+        &prefix,
+        "mwi",
+        &["vm", "ext", "lamp"],
+        |n| match n {
+            "vm" => voicemail("100 => 1234,Alice\n101 => 1234,Bob\n"),
+            "lamp" => voicemail("500 => 1234,Carol\n"),
+            // Only one MWI provider per Asterisk: this one has res_mwi_external, no voicemail.
+            _ => Setup {
+                extensions: dialplan(""),
+                modules: "noload = app_voicemail.so\n".into(),
+                ..Setup::default()
+            },
+        },
+        extra,
+    );
+    let (svm, sext, slamp) = (
+        fed.ast("vm").session().await,
+        fed.ast("ext").session().await,
+        fed.ast("lamp").session().await,
+    );
+    // Every agent is up once a device has crossed to every other server.
+    sentinel(&fed, &svm, "vm", &[&sext, &slamp], 0).await;
+    sentinel(&fed, &slamp, "lamp", &[&sext], 0).await;
+    let (from_ext, from_lamp) = (sext.mark(), slamp.mark());
+    drop_message(fed.ast("vm"), "100@default", "INBOX", 0);
+    let t = Instant::now();
+    fed.ast("vm").cli("voicemail reload");
+    let counted =
+        |m: &ami::Message| is_event(m, "MessageWaiting", "Mailbox", "100@default") && m.get("New") == Some("1");
+    assert!(sext.wait_event(from_ext, counted).await.is_some(), "{}", fed.logs());
+    let to_ext = t.elapsed();
+    let lit = |m: &ami::Message| {
+        is_event(m, "DeviceStateChange", "Device", "Custom:MWI100") && m.get("State") == Some("INUSE")
+    };
+    assert!(slamp.wait_event(from_lamp, lit).await.is_some(), "{}", fed.logs());
+    report(&format!(
+        "real_asterisk: MWI, `voicemail reload` on vm to MessageWaiting on ext: {to_ext:?} (lamp on lamp: {:?})",
+        t.elapsed()
+    ));
+    let boxes = sext.mailboxes().await;
+    assert_eq!(boxes.get("100@default").map(String::as_str), Some("1,0"), "{boxes:?}");
+    assert_eq!(boxes.get("101@default").map(String::as_str), Some("0,0"), "{boxes:?}");
+    // The lamp server's own mailbox crosses to ext, never onto lamp itself.
+    drop_message(fed.ast("lamp"), "500@default", "INBOX", 0);
+    fed.ast("lamp").cli("voicemail reload");
+    // A later change crosses first: the message heard (INBOX -> Old) darkens the lamp.
+    let heard = fed.ast("vm").root.join("spool/voicemail/default/100");
+    std::fs::create_dir_all(heard.join("Old")).unwrap();
+    for ext in ["txt", "wav"] {
+        std::fs::rename(
+            heard.join(format!("INBOX/msg0000.{ext}")),
+            heard.join(format!("Old/msg0000.{ext}")),
+        )
+        .unwrap();
+    }
+    fed.ast("vm").cli("voicemail reload");
+    assert!(
+        slamp.wait_devices(|d| has(d, "Custom:MWI100", "NOT_INUSE")).await,
+        "{}",
+        fed.logs()
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let boxes = loop {
+        let b = sext.mailboxes().await;
+        if (b.get("100@default").map(String::as_str) == Some("0,1") && b.contains_key("500@default"))
+            || tokio::time::Instant::now() >= deadline
+        {
+            break b;
+        }
+        let from = sext.mark();
+        sext.wait_event(from, |m| m.event_name() == Some("MessageWaiting"))
+            .await;
+    };
+    assert_eq!(
+        boxes.get("100@default").map(String::as_str),
+        Some("0,1"),
+        "{boxes:?}\n{}",
+        fed.logs()
+    );
+    assert_eq!(boxes.get("500@default").map(String::as_str), Some("1,0"), "{boxes:?}");
+    // Nothing came back: no mailbox of vm's or lamp's was published as ext's, no MWI lamp
+    // written on lamp for its own mailbox, none on vm (it has no sink).
+    let logs = fed.logs();
+    assert!(!slamp.devices().await.contains_key("Custom:MWI500"), "{logs}");
+    assert!(!svm.devices().await.keys().any(|k| k.contains("MWI")), "{logs}");
+    let agent_ext = fed.agents["ext"].log_text();
+    assert!(!agent_ext.contains("several servers map to one name"), "{agent_ext}");
+
+    // ext restarts: res_mwi_external restores its mailboxes from astdb, the agent takes them
+    // for its mirrors (not ext's own), and a change made while it was down arrives.
+    sext.client.shutdown();
+    fed.ast_mut("ext").stop();
+    drop_message(fed.ast("vm"), "101@default", "INBOX", 0);
+    fed.ast("vm").cli("voicemail reload");
+    fed.ast_mut("ext").boot();
+    let sext = fed.ast("ext").session().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let boxes = loop {
+        let b = sext.mailboxes().await;
+        if b.get("101@default").map(String::as_str) == Some("1,0") || tokio::time::Instant::now() >= deadline {
+            break b;
+        }
+        let from = sext.mark();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            sext.wait_event(from, |m| m.event_name() == Some("MessageWaiting")),
+        )
+        .await;
+    };
+    assert_eq!(
+        boxes.get("101@default").map(String::as_str),
+        Some("1,0"),
+        "{boxes:?}\n{}",
+        fed.logs()
+    );
+    assert_eq!(
+        boxes.get("100@default").map(String::as_str),
+        Some("0,1"),
+        "kept over the restart: {boxes:?}"
+    );
+    // A sentinel from ext after its restart: had it republished its restored mailboxes as
+    // its own, vm's lamp mirror on lamp would be a collision of two origins.
+    sentinel(&fed, &sext, "ext", &[&svm], 1).await;
+    let agent_lamp = fed.agents["lamp"].log_text();
+    assert!(!agent_lamp.contains("several servers map to one name"), "{agent_lamp}");
+}

@@ -217,6 +217,36 @@
     li.title = `${e.name} on ${e.origin}: ${words}`;
   }
 
+  // A mailbox is a lamp too: lit (a square, so that it is told from a phone without colour)
+  // while new messages wait, with its counts in words.
+  function mailboxEl(e) {
+    const li = el("li", "lamp");
+    li.dataset.origin = e.origin;
+    li.dataset.name = e.name;
+    li.dataset.kind = "mailbox";
+    li.appendChild(el("span", "name", e.name));
+    li.appendChild(el("span", "state"));
+    paintMailbox(li, e);
+    return li;
+  }
+
+  function paintMailbox(li, e) {
+    const fresh = (e.new || 0) + (e.urgent || 0);
+    const words = `${fresh} new, ${e.old || 0} old`;
+    li.dataset.state = e.state;
+    li.className = `lamp mwi ${e.state === "waiting" ? "s-mwi-on" : "s-mwi-off"}`;
+    li.lastChild.textContent = words;
+    li.title = `voicemail ${e.name} on ${e.origin}: ${words}`;
+  }
+
+  /** The element of an entry of any kind, and its repaint. */
+  const itemOf = (e) => (e.kind === "presence" ? presenceEl(e) : e.kind === "mailbox" ? mailboxEl(e) : lampEl(e));
+  function repaint(item, e) {
+    if (e.kind === "presence") paintPresence(item, e);
+    else if (e.kind === "mailbox") paintMailbox(item, e);
+    else paintLamp(item, e);
+  }
+
   function presenceEl(e) {
     const li = el("li", "pres");
     li.dataset.origin = e.origin;
@@ -366,7 +396,7 @@
       return l;
     };
     for (const [key, e] of shown) {
-      const item = e.kind === "presence" ? presenceEl(e) : lampEl(e);
+      const item = itemOf(e);
       lampEls.set(key, item);
       listOf(e.origin, e.kind).appendChild(item);
     }
@@ -455,13 +485,12 @@
     if (e.kind === "device") count(e.origin, e.state, 1);
     else server(e.origin);
     if (item) {
-      if (e.kind === "presence") paintPresence(item, e);
-      else paintLamp(item, e);
+      repaint(item, e);
       return;
     }
     if (!rendered || !showsEntry(e)) return;
     const sec = sections.get(e.origin) || insertSection(e.origin);
-    item = e.kind === "presence" ? presenceEl(e) : lampEl(e);
+    item = itemOf(e);
     lampEls.set(key, item);
     insertSorted(e.kind === "presence" ? sec.presence : sec.lamps, item, cmpByName);
   }

@@ -134,7 +134,7 @@ impl Asterisk {
                      read = system,call,agent\nwrite = system,call\n\
                      eventfilter = Event: DeviceStateChange\neventfilter = Event: PresenceStateChange\n\
                      eventfilter = Event: ExtensionStatus\neventfilter = Event: FullyBooted\n\
-                     eventfilter = Event: Agent\neventfilter = Event: QueueMember\n\n\
+                     eventfilter = Event: Agent\neventfilter = Event: QueueMember\neventfilter = Event: MessageWaiting\n\n\
                      [test]\nsecret = test\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n\
                      read = all\nwrite = all\n",
                     self.ami_port
@@ -340,6 +340,24 @@ impl Session {
             ))
         })
         .await
+    }
+
+    /// res_mwi_external's mailboxes (MWIGet of all): mailbox -> `new,old`.
+    pub async fn mailboxes(&self) -> States {
+        let l = self
+            .client
+            .list(Message::action("MWIGet").with("Mailbox", "/.*/"))
+            .await
+            .expect("MWIGet");
+        l.items
+            .iter()
+            .filter_map(|m| {
+                Some((
+                    m.get("Mailbox")?.to_string(),
+                    format!("{},{}", m.get("NewMessages")?, m.get("OldMessages")?),
+                ))
+            })
+            .collect()
     }
 
     async fn list(&self, action: &str, item: impl Fn(&Message) -> Option<(String, String)>) -> States {

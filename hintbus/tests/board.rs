@@ -343,6 +343,7 @@ fn server_a() -> SimConfig {
             penalty: 0,
         }],
     });
+    c.mwi = sim::voicemail::MwiProvider::Voicemail(vec!["100@default".into()]);
     c
 }
 
@@ -418,6 +419,20 @@ async fn board_shows_the_federation_live_and_survives_a_broker_restart() {
         (json!(0), json!(0)),
         "{pres}"
     );
+
+    // A voicemail is left on a: its mailbox lamp lights, with the counts in words.
+    assert!(sims[0].set_voicemail("100@default", 2, 1));
+    let mwi = b
+        .wait(
+            "const e = document.querySelector('.lamp[data-origin=\"a\"][data-name=\"100@default\"]');\
+             return e && e.checkVisibility() ? {kind: e.dataset.kind, state: e.dataset.state, text: e.innerText} : null;",
+            vec![],
+            |v| v["state"] == json!("waiting"),
+        )
+        .await
+        .unwrap_or_else(|v| panic!("mailbox: {v}\n{}", scene.logs()));
+    assert_eq!(mwi["kind"], json!("mailbox"), "{mwi}");
+    assert!(mwi["text"].as_str().unwrap().contains("2 new, 1 old"), "{mwi}");
     assert!(pres["shown"].as_str().unwrap().contains(MARKUP), "{pres}");
 
     // Queue members: Alice takes a call, then pauses (the reason is markup too).

@@ -348,3 +348,33 @@ async fn rate_limit_zero_is_no_limit() {
     let log = broker.log_text();
     assert!(!log.contains("messages dropped") && !log.contains("lost"), "{log}");
 }
+
+#[test]
+fn mwi_mistakes_are_named() {
+    let dir = Dir::new("cfg-mwi");
+    let agent = |name: &str, keys: &str| dir.write(name, &format!("[agent]\nserver = a\n{keys}\n[ami]\nsecret = x\n"));
+    refused(
+        &check("agent", &agent("sink.ini", "mwi_sink = voicemail"), &[], &[]),
+        "sink.ini: [agent] mwi_sink = \"voicemail\": use mwiupdate (res_mwi_external), custom (a Custom: lamp) or off",
+    );
+    refused(
+        &check(
+            "agent",
+            &agent("lamp.ini", "mwi_sink = custom\nmwi_device_template = MWI{mailbox}"),
+            &[],
+            &[],
+        ),
+        "lamp.ini: [agent] mwi_device_template = \"MWI{mailbox}\": must start with \"Custom:\"",
+    );
+    refused(
+        &check("agent", &agent("field.ini", "mwi_template = {device}@x"), &[], &[]),
+        "field.ini: [agent] mwi_template = \"{device}@x\": unknown field {device}: use {mailbox}, {context} or {origin}",
+    );
+    let ok = check(
+        "agent",
+        &agent("ok.ini", "mwi_sink = mwiupdate\nmwi_template = {mailbox}@{origin}"),
+        &[],
+        &[],
+    );
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}

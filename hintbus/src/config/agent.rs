@@ -194,9 +194,9 @@ fn mwi_sink(s: &Part<'_>, k: &AgentKeys) -> Result<MwiSink, ConfigError> {
         None | Some("off") => Ok(MwiSink::Off),
         Some("mwiupdate") => Ok(update),
         Some("custom") => Ok(lamp),
-        Some(other) => Err(s.err(
+        Some(_) => Err(s.err(
             "mwi_sink",
-            format!("{other:?}: use mwiupdate (res_mwi_external), custom (a Custom: lamp) or off"),
+            "use mwiupdate (res_mwi_external), custom (a Custom: lamp) or off",
         )),
     }
 }

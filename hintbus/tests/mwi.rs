@@ -18,21 +18,6 @@ fn server(name: &str, mwi: MwiProvider) -> SimConfig {
     c
 }
 
-fn agent_with(dir: &Dir, sim: &Sim, port: u16, keys: &str) -> Proc {
-    let server = sim.name();
-    let cfg = dir.write(
-        &format!("agent-{server}.ini"),
-        &format!(
-            "[agent]\nserver = {server}\nbroker = tcp://127.0.0.1:{port}\nheartbeat_ms = 200\nbroker_timeout_ms = 1000\n{keys}\n\n\
-             [ami]\nport = {}\nsecret = hintbus\nping_ms = 500\n",
-            sim.port()
-        ),
-    );
-    let out = check_config("agent", &cfg);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Proc::start(dir, &format!("agent-{server}"), &["agent", "-c", cfg.to_str().unwrap()])
-}
-
 async fn mailbox_is(sim: &Sim, mailbox: &str, counts: (u32, u32)) -> bool {
     sim.wait_until(WAIT, |w| w.mailbox(mailbox) == Some(counts)).await
 }
@@ -88,9 +73,9 @@ async fn a_message_left_on_the_voicemail_server_lights_the_mailbox_elsewhere() {
         &["broker", "-c", broker_config(&dir, port).to_str().unwrap()],
     );
     let http = broker.http_addr(0).await.expect("the broker's listener");
-    let _vm = agent_with(&dir, &vm, port, "");
-    let _ext = agent_with(&dir, &ext, port, "mwi_sink = mwiupdate");
-    let _lamp = agent_with(&dir, &lamp, port, "mwi_sink = custom");
+    let _vm = start_agent_with(&dir, &vm, port, "");
+    let _ext = start_agent_with(&dir, &ext, port, "mwi_sink = mwiupdate");
+    let _lamp = start_agent_with(&dir, &lamp, port, "mwi_sink = custom");
 
     assert!(mailbox_is(&ext, "101@default", (1, 3)).await, "the list at connect");
     assert!(wait_state(&lamp, "Custom:MWI101", DeviceState::Inuse).await);
@@ -144,8 +129,8 @@ async fn mailbox_counts_survive_a_restart_of_the_receiving_asterisk() {
         "broker",
         &["broker", "-c", broker_config(&dir, port).to_str().unwrap()],
     );
-    let _vm = agent_with(&dir, &vm, port, "");
-    let _ext = agent_with(&dir, &ext, port, "mwi_sink = mwiupdate");
+    let _vm = start_agent_with(&dir, &vm, port, "");
+    let _ext = start_agent_with(&dir, &ext, port, "mwi_sink = mwiupdate");
     assert!(vm.set_voicemail("100@default", 3, 0));
     assert!(mailbox_is(&ext, "100@default", (3, 0)).await);
 

@@ -696,25 +696,10 @@ async fn a_voicemail_lights_the_mailbox_on_the_other_servers() {
         "{}",
         fed.logs()
     );
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let boxes = loop {
-        let b = sext.mailboxes().await;
-        if (b.get("100@default").map(String::as_str) == Some("0,1") && b.contains_key("500@default"))
-            || tokio::time::Instant::now() >= deadline
-        {
-            break b;
-        }
-        let from = sext.mark();
-        sext.wait_event(from, |m| m.event_name() == Some("MessageWaiting"))
-            .await;
-    };
-    assert_eq!(
-        boxes.get("100@default").map(String::as_str),
-        Some("0,1"),
-        "{boxes:?}\n{}",
-        fed.logs()
-    );
-    assert_eq!(boxes.get("500@default").map(String::as_str), Some("1,0"), "{boxes:?}");
+    let settled = sext
+        .wait_mailboxes(|b| has(b, "100@default", "0,1") && has(b, "500@default", "1,0"))
+        .await;
+    assert!(settled, "{:?}\n{}", sext.mailboxes().await, fed.logs());
     // Nothing came back: no mailbox of vm's or lamp's was published as ext's, no MWI lamp
     // written on lamp for its own mailbox, none on vm (it has no sink).
     let logs = fed.logs();
@@ -731,30 +716,10 @@ async fn a_voicemail_lights_the_mailbox_on_the_other_servers() {
     fed.ast("vm").cli("voicemail reload");
     fed.ast_mut("ext").boot();
     let sext = fed.ast("ext").session().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let boxes = loop {
-        let b = sext.mailboxes().await;
-        if b.get("101@default").map(String::as_str) == Some("1,0") || tokio::time::Instant::now() >= deadline {
-            break b;
-        }
-        let from = sext.mark();
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(1),
-            sext.wait_event(from, |m| m.event_name() == Some("MessageWaiting")),
-        )
-        .await;
-    };
-    assert_eq!(
-        boxes.get("101@default").map(String::as_str),
-        Some("1,0"),
-        "{boxes:?}\n{}",
-        fed.logs()
-    );
-    assert_eq!(
-        boxes.get("100@default").map(String::as_str),
-        Some("0,1"),
-        "kept over the restart: {boxes:?}"
-    );
+    let settled = sext.wait_mailboxes(|b| has(b, "101@default", "1,0")).await;
+    let boxes = sext.mailboxes().await;
+    assert!(settled, "{boxes:?}\n{}", fed.logs());
+    assert!(has(&boxes, "100@default", "0,1"), "kept over the restart: {boxes:?}");
     // A sentinel from ext after its restart: had it republished its restored mailboxes as
     // its own, vm's lamp mirror on lamp would be a collision of two origins.
     sentinel(&fed, &sext, "ext", &[&svm], 1).await;

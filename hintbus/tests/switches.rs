@@ -10,21 +10,6 @@ use std::time::Duration;
 
 const ALL: [&str; 3] = ["100", "200", "300"];
 
-fn agent_with(dir: &Dir, sim: &Sim, port: u16, switches: &str) -> Proc {
-    let server = sim.name();
-    let cfg = dir.write(
-        &format!("agent-{server}.ini"),
-        &format!(
-            "[agent]\nserver = {server}\nbroker = tcp://127.0.0.1:{port}\nheartbeat_ms = 200\nbroker_timeout_ms = 1000\n{switches}\n\n\
-             [ami]\nport = {}\nsecret = hintbus\nping_ms = 500\n",
-            sim.port()
-        ),
-    );
-    let out = check_config("agent", &cfg);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Proc::start(dir, &format!("agent-{server}"), &["agent", "-c", cfg.to_str().unwrap()])
-}
-
 async fn presence_is(sim: &Sim, presentity: &str, state: PresenceState) -> bool {
     sim.wait_until(WAIT, |w| w.presence_of(presentity).is_some_and(|p| p.state == state))
         .await
@@ -48,9 +33,9 @@ async fn an_agent_with_a_kind_off_neither_publishes_nor_applies_it() {
         "broker",
         &["broker", "-c", broker_config(&dir, port).to_str().unwrap()],
     );
-    let _a = agent_with(&dir, &sims[0], port, "");
-    let _b = agent_with(&dir, &sims[1], port, "presence = off");
-    let _c = agent_with(&dir, &sims[2], port, "device_state = off");
+    let _a = start_agent_with(&dir, &sims[0], port, "");
+    let _b = start_agent_with(&dir, &sims[1], port, "presence = off");
+    let _c = start_agent_with(&dir, &sims[2], port, "device_state = off");
 
     // a's device reaches b (devices on there) and a's presence reaches c (presence on there).
     sims[0].set_device("SIP/100", DeviceState::Inuse);

@@ -289,6 +289,13 @@ pub struct Recorded {
     notify: Notify,
 }
 
+/// The lists [`Session::wait_list`] reads.
+enum List {
+    Devices,
+    Presences,
+    Mailboxes,
+}
+
 /// The test's own AMI session to one instance.
 pub struct Session {
     pub client: Client,
@@ -376,21 +383,25 @@ impl Session {
     /// Polls a list until `ok` holds for it; false when it never does (within [`WAIT`]).
     /// A list is re-read on every event the session sees, not on a timer.
     pub async fn wait_devices(&self, ok: impl Fn(&States) -> bool) -> bool {
-        self.wait_list(true, ok).await
+        self.wait_list(List::Devices, ok).await
     }
 
     pub async fn wait_presences(&self, ok: impl Fn(&States) -> bool) -> bool {
-        self.wait_list(false, ok).await
+        self.wait_list(List::Presences, ok).await
     }
 
-    async fn wait_list(&self, devices: bool, ok: impl Fn(&States) -> bool) -> bool {
+    pub async fn wait_mailboxes(&self, ok: impl Fn(&States) -> bool) -> bool {
+        self.wait_list(List::Mailboxes, ok).await
+    }
+
+    async fn wait_list(&self, which: List, ok: impl Fn(&States) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let notified = self.events.notify.notified();
-            let states = if devices {
-                self.devices().await
-            } else {
-                self.presences().await
+            let states = match which {
+                List::Devices => self.devices().await,
+                List::Presences => self.presences().await,
+                List::Mailboxes => self.mailboxes().await,
             };
             if ok(&states) {
                 return true;

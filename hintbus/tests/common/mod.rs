@@ -177,6 +177,23 @@ pub fn start_agent(dir: &Dir, broker_port: u16, sim: &Sim) -> Proc {
     )
 }
 
+/// The agent process of `sim` with `keys` added to its `[agent]` section (its config checked
+/// first), its log `agent-<server>.log`.
+pub fn start_agent_with(dir: &Dir, sim: &Sim, broker_port: u16, keys: &str) -> Proc {
+    let server = sim.name();
+    let cfg = dir.write(
+        &format!("agent-{server}.ini"),
+        &format!(
+            "[agent]\nserver = {server}\nbroker = tcp://127.0.0.1:{broker_port}\nheartbeat_ms = 200\nbroker_timeout_ms = 1000\n{keys}\n\n\
+             [ami]\nport = {}\nsecret = hintbus\nping_ms = 500\n",
+            sim.port()
+        ),
+    );
+    let out = check_config("agent", &cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Proc::start(dir, &format!("agent-{server}"), &["agent", "-c", cfg.to_str().unwrap()])
+}
+
 /// Devices of the simulated phones of `sim`.
 pub fn phones(sim: &Sim) -> Vec<String> {
     sim.with_world(|w| w.config.devices.iter().map(|(d, _)| d.clone()).collect())

@@ -39,6 +39,10 @@ pub struct BrokerConfig {
     /// An agent silent for this long is lost.
     pub lost_after: Duration,
     pub lost_policy: LostPolicy,
+    /// With [`LostPolicy::Unavailable`], a lost server's mailboxes are cleared to 0 (their
+    /// lamps go dark) rather than kept: kept is the default, since the messages are still
+    /// there; clear says "we do not know" as UNAVAILABLE does for a phone.
+    pub lost_mailboxes_clear: bool,
     /// Entries per Updates or Snapshot message.
     pub batch: usize,
     /// An agent that gets updates faster than one per window, and was sent a frame less than
@@ -67,6 +71,7 @@ impl Default for BrokerConfig {
             heartbeat: Duration::from_secs(1),
             lost_after: Duration::from_secs(5),
             lost_policy: LostPolicy::Unavailable,
+            lost_mailboxes_clear: false,
             batch: 500,
             batch_window: Duration::from_micros(1000),
             socket: SocketOptions::default(),

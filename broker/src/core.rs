@@ -719,7 +719,14 @@ impl Core {
         self.lost.insert(server.clone(), SystemTime::now());
         let changed = match self.config.lost_policy {
             LostPolicy::Keep => Vec::new(),
-            LostPolicy::Unavailable => self.table.mark_devices(&server, ami::DeviceState::Unavailable),
+            LostPolicy::Unavailable => {
+                let mut changed = self.table.mark_devices(&server, ami::DeviceState::Unavailable);
+                if self.config.lost_mailboxes_clear {
+                    let empty = proto::Packed::Mailbox(proto::Counts::default());
+                    changed.extend(self.table.mark(&server, Kind::Mailbox, &empty));
+                }
+                changed
+            }
             LostPolicy::Remove => {
                 self.members.forget_origin(&server);
                 self.table.remove_origin(&server)

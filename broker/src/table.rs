@@ -323,8 +323,14 @@ impl Table {
     /// its last state (see [`proto::stamp`]): every broker marks alike, and the origin's next
     /// state wins.
     pub fn mark_devices(&mut self, origin: &str, state: ami::DeviceState) -> Vec<Change> {
+        self.mark(origin, Kind::Device, &Packed::Device(state))
+    }
+
+    /// A lost origin's states of `kind` all read `value`, with lost marks as
+    /// [`Table::mark_devices`] (a lost server's mailboxes cleared).
+    pub fn mark(&mut self, origin: &str, kind: Kind, value: &Packed) -> Vec<Change> {
         let names: Vec<(Arc<str>, Stamp)> = match self.origins.get(origin) {
-            Some(states) => states.kinds[index(Kind::Device)]
+            Some(states) => states.kinds[index(kind)]
                 .iter()
                 .map(|(n, s)| (n.clone(), s.stamp))
                 .collect(),
@@ -335,7 +341,7 @@ impl Table {
             .filter(|(_, s)| !s.is_mark())
             .filter_map(|(n, s)| {
                 let mark = s.lost_mark();
-                self.set(origin, Kind::Device, Name::Arc(n), Some(Packed::Device(state)), mark)
+                self.set(origin, kind, Name::Arc(n), Some(value.clone()), mark)
             })
             .collect()
     }

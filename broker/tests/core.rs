@@ -232,6 +232,52 @@ fn a_silent_agent_is_lost_once_and_its_devices_read_unavailable_elsewhere() {
         .any(|e| matches!(e, Event::AgentLost { .. })));
 }
 
+/// A lost server's mailboxes: kept as they were by default (the messages are still there),
+/// cleared to 0 with `lost_mailboxes = clear`; its phones read UNAVAILABLE either way.
+#[test]
+fn a_lost_servers_mailboxes_are_kept_or_cleared() {
+    for clear in [false, true] {
+        let config = BrokerConfig {
+            lost_policy: LostPolicy::Unavailable,
+            lost_mailboxes_clear: clear,
+            ..World::config()
+        };
+        let lost_after = config.lost_after;
+        let mut w = World::new(config);
+        w.join("pa", "a");
+        w.join("pb", "b");
+        let counts = proto::Counts {
+            new: 2,
+            old: 1,
+            urgent: 0,
+        };
+        w.update(
+            "pa",
+            vec![
+                Entry::device("a", "SIP/100", NotInuse),
+                Entry::mailbox("a", "100@default", counts),
+            ],
+        );
+        let first = w.out.updates("pb");
+        assert_eq!(first.len(), 2, "{first:?}");
+        let step = lost_after / 2;
+        for _ in 0..3 {
+            w.frame("pb", &Msg::Heartbeat);
+            w.tick(step);
+        }
+        let b = w.out.updates("pb");
+        let mut want = vec![("a".to_string(), "SIP/100".to_string(), Some("UNAVAILABLE".to_string()))];
+        if clear {
+            want.push(("a".into(), "100@default".into(), Some("empty".into())));
+        }
+        assert_eq!(names(&b), want, "clear = {clear}");
+        if clear {
+            let m = b.iter().find(|e| e.name == "100@default").unwrap();
+            assert_eq!((m.new, m.old), (0, 0));
+        }
+    }
+}
+
 #[test]
 fn one_bad_entry_is_refused_alone_and_said_as_an_event() {
     let mut w = World::new(World::config());

@@ -18,6 +18,10 @@ struct BrokerSection {
     lost_after_ms: Option<Millis<1, 3_600_000>>,
     #[serde(default, deserialize_with = "lost_policy")]
     lost_policy: Option<LostPolicy>,
+    /// With `lost_policy = unavailable`: a lost server's mailboxes `keep` their counts
+    /// (default) or are `clear`ed to 0.
+    #[serde(default, deserialize_with = "lost_mailboxes")]
+    lost_mailboxes: Option<bool>,
     #[serde(default, deserialize_with = "rate_limit")]
     rate_limit: Option<u32>,
     #[serde(default, deserialize_with = "batch_window")]
@@ -33,6 +37,15 @@ struct BrokerSection {
 
 fn lost_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<LostPolicy>, D::Error> {
     value::parse(d, "unavailable, keep or remove", |s| s.parse().ok()).map(Some)
+}
+
+fn lost_mailboxes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    value::parse(d, "keep or clear", |s| match s {
+        "keep" => Some(false),
+        "clear" => Some(true),
+        _ => None,
+    })
+    .map(Some)
 }
 
 fn rate_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
@@ -70,6 +83,9 @@ pub fn broker(l: &Loaded) -> Result<BrokerConfig, ConfigError> {
     }
     if let Some(Millis(v)) = b.lost_after_ms {
         c.lost_after = v;
+    }
+    if let Some(v) = b.lost_mailboxes {
+        c.lost_mailboxes_clear = v;
     }
     if let Some(v) = b.lost_policy {
         c.lost_policy = v;

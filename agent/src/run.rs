@@ -573,10 +573,11 @@ impl Agent {
             Class::Stale => {}
             Class::Ignored | Class::Invalid => {}
             Class::Local => {
+                // Seen even when not published: no remote state may land on it.
+                self.mirror.local_seen(&name);
                 if !self.cfg.publishes(kind) {
                     return; // `mwi_publish = off`: applied from others, never our own
                 }
-                self.mirror.local_seen(&name);
                 if changed && self.local.states.get(&(kind, name.clone())) != Some(&value) {
                     self.metrics.fitted.inc();
                     info!(server = %self.cfg.server, presentity = %name, "presence text published cut to 255 bytes and without control characters or leading blanks (what AMI carries unchanged)");
@@ -659,10 +660,26 @@ impl Agent {
                 self.memory_failed(&e);
             }
         }
-        let (devices, presence) = match (devices, presence) {
-            (Ok(d), Ok(p)) => (d, p),
-            (d, p) => {
-                let err = d.err().or(p.err());
+        // A mailbox list that failed for any other reason than its module not being loaded
+        // (an empty list then) fails the resync as a device list would: publishing the server
+        // without its mailboxes would darken every remote lamp of them.
+        let mut mailboxes = mailboxes;
+        let mut mailbox_err = None;
+        if let Some(m) = mailboxes.as_mut() {
+            for list in [&mut m.voicemail, &mut m.external] {
+                match list {
+                    Err(ActionError::Rejected { message, .. }) if message.contains("Invalid/unknown command") => {}
+                    Err(e) if mailbox_err.is_none() => {
+                        mailbox_err = Some(std::mem::replace(e, ActionError::NotConnected))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let (devices, presence) = match (devices, presence, mailbox_err) {
+            (Ok(d), Ok(p), None) => (d, p),
+            (d, p, m) => {
+                let err = d.err().or(p.err()).or(m);
                 // A lost connection resyncs at the next connect; a list that fails on a live
                 // one (too slow, too large) is tried again later and later.
                 let connection = matches!(err, Some(ActionError::Disconnected | ActionError::NotConnected));

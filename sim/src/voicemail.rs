@@ -179,8 +179,12 @@ pub fn handle(world: &mut World, action: &str, msg: &Message) -> Vec<Message> {
             let Some(mailbox) = msg.get("Mailbox").filter(|m| !m.is_empty()) else {
                 return vec![error(id, "Missing mailbox parameter in request")];
             };
-            if world.astdb_other.remove(&format!("{ASTDB}{mailbox}")).is_some() {
-                // res_mwi_external publishes 0/0 for a deleted mailbox.
+            // res_mwi_external publishes 0/0 for a deleted mailbox that had messages.
+            let had = world.astdb_other.remove(&format!("{ASTDB}{mailbox}"));
+            if had
+                .and_then(|v| parse_counts(&v))
+                .is_some_and(|(new, old)| new > 0 || old > 0)
+            {
                 world.emit(Classes::CALL, message_waiting(mailbox, 0, 0));
             }
             vec![crate::events::response("Success", id)]

@@ -112,6 +112,14 @@ pub fn switches(cfg: &::agent::AgentConfig) -> String {
             out.push_str(&format!(", {name} not shared"));
         }
     }
+    if !cfg.mwi_publish {
+        out.push_str(", mailboxes not published");
+    }
+    match cfg.mwi_sink {
+        ::agent::config::MwiSink::Off => {}
+        ::agent::config::MwiSink::MwiUpdate(_) => out.push_str(", remote mailboxes by MWIUpdate"),
+        ::agent::config::MwiSink::Custom(_) => out.push_str(", remote mailboxes as Custom: lamps"),
+    }
     out
 }
 

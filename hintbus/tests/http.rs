@@ -359,6 +359,10 @@ async fn queue_members_events_reach_the_websocket_and_the_table() {
     ];
     let r = start("http-queue", &sims, "").await;
     wait_json(r.http, "/api/status", |v| agents_of(v) == ["a", "b"]).await;
+    // The broker lists an agent from its hello; the agent sends queue events (which are not
+    // kept for later) once its session is live, after the snapshot: waited for at the agent.
+    let agent_a = r.agents[0].http_addr(0).await.expect("agent a's listener");
+    wait_json(agent_a, "/api/status", |v| v["broker"]["state"] == "live").await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/ws", r.http))
         .await
         .unwrap();
@@ -369,8 +373,10 @@ async fn queue_members_events_reach_the_websocket_and_the_table() {
     sims[0].complete_call(call, "agent").unwrap();
     sims[0].pause_member("support", "SIP/100", true, "lunch").unwrap();
     let mut seen = Vec::new();
+    // One deadline for all of them: the socket's pings would restart a timeout per message.
+    let deadline = tokio::time::Instant::now() + WAIT;
     while !seen.iter().any(|e: &Value| e["event"] == "pause") {
-        let msg = tokio::time::timeout(WAIT, ws.next())
+        let msg = tokio::time::timeout_at(deadline, ws.next())
             .await
             .expect("queue events come")
             .unwrap()

@@ -2,7 +2,7 @@
 //! manager.c's privilege checks and the exact response texts of Asterisk 22.
 
 use crate::clock;
-use crate::events::{error, list_complete, list_item, list_start, response, success};
+use crate::events::{error, list, list_complete, list_item, list_start, response, success};
 use crate::privilege::Classes;
 use crate::world::World;
 use ami::state::ExtensionStatus;
@@ -118,30 +118,29 @@ pub fn handle(world: &mut World, write: Classes, msg: &Message) -> Vec<Message> 
             }
         }
         "devicestatelist" => {
-            let mut out = vec![list_start(id, "Device State Changes will follow")];
-            for (d, s) in &world.devices {
-                out.push(
+            let items = world
+                .devices
+                .iter()
+                .map(|(d, s)| {
                     list_item("DeviceStateChange", id)
                         .with("Device", d.clone())
-                        .with("State", s.as_str()),
-                );
-            }
-            let n = out.len() - 1;
-            out.push(list_complete("DeviceStateListComplete", id, n));
-            out
+                        .with("State", s.as_str())
+                })
+                .collect();
+            list(id, "Device State Changes will follow", items, "DeviceStateListComplete")
         }
         "presencestatelist" => {
-            let mut out = vec![list_start(id, "Presence State Changes will follow")];
-            for (p, v) in &world.presence {
-                out.push(crate::events::presence_fields(
-                    list_item("PresenceStateChange", id),
-                    p,
-                    v,
-                ));
-            }
-            let n = out.len() - 1;
-            out.push(list_complete("PresenceStateListComplete", id, n));
-            out
+            let items = world
+                .presence
+                .iter()
+                .map(|(p, v)| crate::events::presence_fields(list_item("PresenceStateChange", id), p, v))
+                .collect();
+            list(
+                id,
+                "Presence State Changes will follow",
+                items,
+                "PresenceStateListComplete",
+            )
         }
         "extensionstatelist" => {
             let mut out = vec![list_start(id, "Extension Statuses will follow")];

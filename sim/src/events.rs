@@ -84,6 +84,16 @@ pub fn list_complete(name: &str, action_id: Option<&str>, items: usize) -> Messa
         .with("ListItems", items.to_string())
 }
 
+/// A whole list answer: the opening response, `items`, and the `complete` event counting them.
+pub fn list(action_id: Option<&str>, message: &str, items: Vec<Message>, complete: &str) -> Vec<Message> {
+    let n = items.len();
+    let mut out = Vec::with_capacity(n + 2);
+    out.push(list_start(action_id, message));
+    out.extend(items);
+    out.push(list_complete(complete, action_id, n));
+    out
+}
+
 /// The opening response of a list.
 pub fn list_start(action_id: Option<&str>, message: &str) -> Message {
     response("Success", action_id)

@@ -11,7 +11,7 @@
 //! Both are MWI providers and Asterisk loads only one of them: on a server with one, the other's
 //! actions are unknown commands (see [`MwiProvider`]).
 
-use crate::events::{error, event, list_complete, list_item, list_start, success};
+use crate::events::{error, event, list, list_item, success};
 use crate::privilege::Classes;
 use crate::world::World;
 use ami::Message;
@@ -112,44 +112,42 @@ pub fn handle(world: &mut World, action: &str, msg: &Message) -> Vec<Message> {
             if all.is_empty() {
                 return vec![success(id, "There are no voicemail users currently defined.")];
             }
-            let mut out = vec![list_start(id, "Voicemail user list will follow")];
-            for (name, new, old) in all {
-                let (mailbox, context) = name.split_once('@').unwrap_or((&name, "default"));
-                out.push(
+            let items = all
+                .into_iter()
+                .map(|(name, new, old)| {
+                    let (mailbox, context) = name.split_once('@').unwrap_or((&name, "default"));
                     list_item("VoicemailUserEntry", id)
                         .with("VMContext", context)
                         .with("VoiceMailbox", mailbox)
                         .with("Fullname", "")
                         .with("NewMessageCount", new.to_string())
-                        .with("OldMessageCount", old.to_string()),
-                );
-            }
-            let n = out.len() - 1;
-            out.push(list_complete("VoicemailUserEntryComplete", id, n));
-            out
+                        .with("OldMessageCount", old.to_string())
+                })
+                .collect();
+            list(
+                id,
+                "Voicemail user list will follow",
+                items,
+                "VoicemailUserEntryComplete",
+            )
         }
         "mwiget" => {
             let Some(pattern) = msg.get("Mailbox").filter(|m| !m.is_empty()) else {
                 return vec![error(id, "Missing mailbox parameter in request")];
             };
             // `/regex/`: the simulator knows only `/.*/` (every mailbox) and exact names.
-            let all = world.mailboxes();
-            let items: Vec<_> = all
+            let items = world
+                .mailboxes()
                 .into_iter()
                 .filter(|(n, _, _)| pattern == "/.*/" || n == pattern)
-                .collect();
-            let mut out = vec![list_start(id, "Mailboxes will follow")];
-            for (name, new, old) in items {
-                out.push(
+                .map(|(name, new, old)| {
                     list_item("MWIGet", id)
                         .with("Mailbox", name)
                         .with("OldMessages", old.to_string())
-                        .with("NewMessages", new.to_string()),
-                );
-            }
-            let n = out.len() - 1;
-            out.push(list_complete("MWIGetComplete", id, n));
-            out
+                        .with("NewMessages", new.to_string())
+                })
+                .collect();
+            list(id, "Mailboxes will follow", items, "MWIGetComplete")
         }
         "mwiupdate" => {
             let Some(mailbox) = msg.get("Mailbox").filter(|m| !m.is_empty()) else {

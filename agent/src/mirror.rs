@@ -14,6 +14,7 @@
 //! bytes), and the one source and the one write on the way that a target usually has are held
 //! inline, not in a map or a queue of their own (those took 1.7 KB per target).
 
+use crate::config::MwiSink;
 use crate::template::Template;
 use ami::{DeviceState, PresenceState};
 use indexmap::IndexMap;
@@ -58,17 +59,12 @@ struct OriginKeys {
     names: [HashMap<Box<str>, u32>; 3],
 }
 
-fn kind_index(kind: Kind) -> usize {
-    kind.index()
-}
-
 #[derive(Debug)]
 pub struct Mirror {
     device_template: Template,
     presence_template: Template,
-    /// Where remote mailboxes land, and whether as a lamp (a `Custom:` device) rather than
-    /// counts (MWIUpdate). None: they are not shown here.
-    mailbox_template: Option<(Template, bool)>,
+    /// Where remote mailboxes land, and as what.
+    mailbox_sink: MwiSink,
     /// The mirror namespace: targets, and the names astdb says we wrote, each once, in the
     /// order first seen. Never shrinks (a name once ours stays known, as astdb keeps it).
     names: IndexMap<String, Name>,
@@ -105,7 +101,7 @@ impl Mirror {
         Mirror {
             device_template,
             presence_template,
-            mailbox_template: None,
+            mailbox_sink: MwiSink::Off,
             names: IndexMap::new(),
             by_key: HashMap::new(),
             origins: Vec::new(),
@@ -124,13 +120,8 @@ impl Mirror {
     }
 
     /// Where remote mailboxes land (see [`crate::config::MwiSink`]).
-    pub fn set_mailbox_sink(&mut self, sink: &crate::config::MwiSink) {
-        use crate::config::MwiSink;
-        self.mailbox_template = match sink {
-            MwiSink::Off => None,
-            MwiSink::MwiUpdate(t) => Some((t.clone(), false)),
-            MwiSink::Custom(t) => Some((t.clone(), true)),
-        };
+    pub fn set_mailbox_sink(&mut self, sink: &MwiSink) {
+        self.mailbox_sink = sink.clone();
     }
 
     /// The record of `name`, made if it has none yet.
@@ -244,7 +235,7 @@ impl Mirror {
         let mut keys = Vec::new();
         for (origin, o) in &mut self.by_key {
             for kind in Kind::ALL {
-                o.names[kind_index(kind)].retain(|name, t| {
+                o.names[kind.index()].retain(|name, t| {
                     if *t == i {
                         keys.push(Key {
                             origin: origin.to_string(),
@@ -346,7 +337,7 @@ impl Mirror {
         let mapped = self
             .by_key
             .get(key.origin.as_str())
-            .and_then(|o| o.names[kind_index(key.kind)].get(key.name.as_str()))
+            .and_then(|o| o.names[key.kind.index()].get(key.name.as_str()))
             .copied();
         let i = match mapped {
             Some(i) => i,
@@ -355,9 +346,9 @@ impl Mirror {
                 let template = match key.kind {
                     Kind::Device => &self.device_template,
                     Kind::Presence => &self.presence_template,
-                    Kind::Mailbox => match &self.mailbox_template {
-                        Some((t, _)) => t,
-                        None => return None,
+                    Kind::Mailbox => match &self.mailbox_sink {
+                        MwiSink::MwiUpdate(t) | MwiSink::Custom(t) => t,
+                        MwiSink::Off => return None,
                     },
                 };
                 match template.render(&key.origin, &key.name) {
@@ -369,7 +360,7 @@ impl Mirror {
                         let origin = self.origin_id(&key.origin);
                         let (i, n) = self.name_mut(&t);
                         let known = n.known;
-                        self.by_key.get_mut(key.origin.as_str()).expect("made above").names[kind_index(key.kind)]
+                        self.by_key.get_mut(key.origin.as_str()).expect("made above").names[key.kind.index()]
                             .insert(key.name.as_str().into(), i);
                         if !known {
                             self.unremembered.push((i, origin));
@@ -441,7 +432,7 @@ impl Mirror {
                 let mut gone = Vec::new();
                 for (origin, o) in &self.by_key {
                     for kind in Kind::ALL {
-                        for (name, t) in &o.names[kind_index(kind)] {
+                        for (name, t) in &o.names[kind.index()] {
                             let sourced = self.names[*t as usize]
                                 .target
                                 .as_ref()
@@ -520,14 +511,14 @@ impl Mirror {
                         sum.urgent = sum.urgent.saturating_add(c.urgent);
                     }
                 }
-                match self.mailbox_template {
-                    Some((_, true)) => Value::Device(if sum.waiting() {
+                match self.mailbox_sink {
+                    MwiSink::Custom(_) => Value::Device(if sum.waiting() {
                         DeviceState::Inuse
                     } else {
                         DeviceState::NotInuse
                     }),
                     // Asterisk's MWI counts urgent messages as new: written (and read back) so.
-                    Some((_, false)) | None => Value::Mailbox(Counts {
+                    MwiSink::MwiUpdate(_) | MwiSink::Off => Value::Mailbox(Counts {
                         new: sum.new.saturating_add(sum.urgent),
                         old: sum.old,
                         urgent: 0,

@@ -444,7 +444,7 @@ impl Core {
         for kind in Kind::ALL {
             let n = changed.iter().filter(|c| c.kind == kind).count() as u64;
             if n > 0 {
-                s.counters.updates_in[crate::table::index(kind)].inc_by(n);
+                s.counters.updates_in[kind.index()].inc_by(n);
             }
         }
     }

@@ -33,7 +33,7 @@ impl Core {
         }
         self.metrics.table_version.set(self.table.version() as i64);
         for kind in Kind::ALL {
-            self.table_entries[crate::table::index(kind)].set(self.table.len_of(kind) as i64);
+            self.table_entries[kind.index()].set(self.table.len_of(kind) as i64);
         }
         self.events.push(Event::Changed(changed.into()));
     }

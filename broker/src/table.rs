@@ -126,10 +126,6 @@ struct Origin {
     epoch: u64,
 }
 
-pub(crate) fn index(kind: Kind) -> usize {
-    kind.index()
-}
-
 const KINDS: [Kind; 3] = Kind::ALL;
 
 #[derive(Default)]
@@ -151,7 +147,7 @@ impl Table {
     }
 
     pub fn len_of(&self, kind: Kind) -> usize {
-        self.lens[index(kind)]
+        self.lens[kind.index()]
     }
 
     pub fn version(&self) -> u64 {
@@ -188,7 +184,7 @@ impl Table {
         }
         let value = e.value().ok()??;
         let origin = self.origins.get_key_value(e.origin.as_str())?.0.clone();
-        let states = &mut self.origins.get_mut(&origin)?.kinds[index(e.kind)];
+        let states = &mut self.origins.get_mut(&origin)?.kinds[e.kind.index()];
         let name = states.get_key_value(e.name.as_str())?.0.clone();
         let slot = states.get_mut(&name)?;
         slot.value = Packed::from(value);
@@ -207,7 +203,7 @@ impl Table {
 
     /// The stamp `origin`'s `name` has now.
     fn stamp_of(&self, origin: &str, kind: Kind, name: &str) -> Option<Stamp> {
-        Some(self.origins.get(origin)?.kinds[index(kind)].get(name)?.stamp)
+        Some(self.origins.get(origin)?.kinds[kind.index()].get(name)?.stamp)
     }
 
     /// Sets (or with None removes) one state.
@@ -221,9 +217,9 @@ impl Table {
         let Some(value) = value else {
             let origin = self.origins.get_key_value(origin)?.0.clone();
             let states = self.origins.get_mut(&origin).expect("looked up above");
-            let (name, _) = states.kinds[index(kind)].remove_entry(name.as_str())?;
+            let (name, _) = states.kinds[kind.index()].remove_entry(name.as_str())?;
             self.len -= 1;
-            self.lens[index(kind)] -= 1;
+            self.lens[kind.index()] -= 1;
             self.version += 1;
             return Some(Change {
                 origin,
@@ -244,7 +240,7 @@ impl Table {
         };
         let o = self.origins.get_mut(&origin).expect("inserted above");
         o.epoch = o.epoch.max(stamp.epoch);
-        let states = &mut o.kinds[index(kind)];
+        let states = &mut o.kinds[kind.index()];
         let version = self.version + 1;
         let name = match states.get_key_value(name.as_str()) {
             Some((n, slot)) if slot.value == value => {
@@ -272,7 +268,7 @@ impl Table {
                     },
                 );
                 self.len += 1;
-                self.lens[index(kind)] += 1;
+                self.lens[kind.index()] += 1;
                 n
             }
         };
@@ -294,7 +290,7 @@ impl Table {
                 let incoming: HashSet<(Kind, &str)> = entries.iter().map(|s| (s.kind, &*s.name)).collect();
                 KINDS
                     .iter()
-                    .flat_map(|k| states.kinds[index(*k)].keys().map(move |n| (*k, n)))
+                    .flat_map(|k| states.kinds[k.index()].keys().map(move |n| (*k, n)))
                     .filter(|(k, n)| !incoming.contains(&(*k, &***n)))
                     .map(|(k, n)| (k, n.clone()))
                     .collect()
@@ -330,7 +326,7 @@ impl Table {
     /// [`Table::mark_devices`] (a lost server's mailboxes cleared).
     pub fn mark(&mut self, origin: &str, kind: Kind, value: &Packed) -> Vec<Change> {
         let names: Vec<(Arc<str>, Stamp)> = match self.origins.get(origin) {
-            Some(states) => states.kinds[index(kind)]
+            Some(states) => states.kinds[kind.index()]
                 .iter()
                 .map(|(n, s)| (n.clone(), s.stamp))
                 .collect(),
@@ -378,7 +374,7 @@ impl Table {
         self.origins.iter().flat_map(|(o, states)| {
             KINDS
                 .iter()
-                .flat_map(move |k| states.kinds[index(*k)].iter().map(move |(n, s)| (o, *k, n, s)))
+                .flat_map(move |k| states.kinds[k.index()].iter().map(move |(n, s)| (o, *k, n, s)))
         })
     }
 }
